@@ -1,0 +1,24 @@
+# Warnings and sanitizers shared by every kickgrid target.
+add_library(kg_options INTERFACE)
+target_compile_options(kg_options INTERFACE
+  $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wvla -Werror=implicit-function-declaration -Werror=incompatible-pointer-types -Werror=return-type>)
+target_include_directories(kg_options INTERFACE ${CMAKE_SOURCE_DIR})
+if(KG_NATIVE)
+  target_compile_options(kg_options INTERFACE $<$<COMPILE_LANGUAGE:C>:-march=native>)
+endif()
+
+if(KG_SANITIZE)
+  string(REPLACE "," ";" _kg_sans "${KG_SANITIZE}")
+  set(_kg_san_flags "-fsanitize=${KG_SANITIZE}" -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_compile_options(kg_options INTERFACE $<$<COMPILE_LANGUAGE:C>:${_kg_san_flags}>)
+  target_link_options(kg_options INTERFACE -fsanitize=${KG_SANITIZE})
+  message(STATUS "kickgrid: sanitizers ${KG_SANITIZE}")
+endif()
+
+# Adds a static library for a layer from every .c in its folder.
+function(kg_layer_library name)
+  cmake_parse_arguments(ARG "" "" "LINKS" ${ARGN})
+  file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.c)
+  add_library(${name} STATIC ${_srcs})
+  target_link_libraries(${name} PUBLIC kg_options ${ARG_LINKS})
+endfunction()

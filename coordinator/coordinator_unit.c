@@ -1,0 +1,2 @@
+/* placeholder so the layer library has a translation unit until its code lands */
+typedef int kg_coordinator_unit_placeholder;

@@ -1,0 +1,1 @@
+typedef int kg_model_unit_placeholder;

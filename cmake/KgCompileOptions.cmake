@@ -16,9 +16,13 @@ if(KG_SANITIZE)
 endif()
 
 # Adds a static library for a layer from every .c in its folder.
+# The objects are also collected into libkgapi.so (see the root CMakeLists).
 function(kg_layer_library name)
   cmake_parse_arguments(ARG "" "" "LINKS" ${ARGN})
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.c)
-  add_library(${name} STATIC ${_srcs})
+  add_library(${name}_obj OBJECT ${_srcs})
+  target_link_libraries(${name}_obj PUBLIC kg_options ${ARG_LINKS})
+  add_library(${name} STATIC $<TARGET_OBJECTS:${name}_obj>)
   target_link_libraries(${name} PUBLIC kg_options ${ARG_LINKS})
+  set_property(GLOBAL APPEND PROPERTY KG_LAYER_OBJECTS $<TARGET_OBJECTS:${name}_obj>)
 endfunction()

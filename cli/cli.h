@@ -18,3 +18,28 @@ int kg_cli_parse_int(const char *command, const char *opt, const char *value, lo
 int kg_cli_parse_double(const char *command, const char *opt, const char *value, double *out);
 
 #endif
+
+#include "model/model.h"
+
+/* Options every model-running command shares. */
+typedef struct kg_cli_model_opts {
+  const char *model;     /* --model */
+  const char *tokenizer; /* --tokenizer (overrides the model's own) */
+  const char *backend;   /* --backend cpu|cuda|cuda:N */
+  int threads;           /* --threads */
+} kg_cli_model_opts;
+
+#define KG_CLI_MODEL_HELP                                                                        \
+  "  --model M         a GGUF file, Hugging Face directory, llama2.c .bin, an alias\n"          \
+  "                    (smollm2, stories260K) or synthetic:<spec>\n"                             \
+  "  --tokenizer PATH  use this tokenizer instead of the model's own\n"                         \
+  "  --backend B       cpu (default), cuda or cuda:N\n"                                          \
+  "  --threads N       CPU threads (default: all cores)\n"                                       \
+  "  --data-dir DIR    data directory (default $KG_DATA_DIR or ../shared/data)\n"
+
+/* Handles --model/--tokenizer/--backend/--threads/--data-dir at argv[*i]
+ * (advancing *i past the value). Returns 1 when consumed, 0 when not a model
+ * option, 2 on a usage error (already printed). */
+int kg_cli_model_option(const char *command, int argc, char **argv, int *i, kg_cli_model_opts *o);
+/* Creates the backend and loads model (+ tokenizer when tok != NULL). */
+int kg_cli_open_model(const kg_cli_model_opts *o, kg_backend **be, kg_model **m, kg_tokenizer **tok);

@@ -75,6 +75,8 @@ static void print_usage(FILE *out) {
           "\nenvironment:\n"
           "  KG_DATA_DIR   datasets and tokenizers (default ../shared/data beside the checkout)\n"
           "  KG_CACHE_DIR  downloaded models (default ~/.cache/kickgrid)\n"
+          "  KG_MANIFEST   data manifest (default configs/data-manifest.json)\n"
+          "  KG_DATA_MIRROR fetch from MIRROR/HOST/PATH instead of upstream\n"
           "  KG_LOG        error|warn|info|debug (default info)\n");
 }
 

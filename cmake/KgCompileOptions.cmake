@@ -3,6 +3,8 @@ add_library(kg_options INTERFACE)
 target_compile_options(kg_options INTERFACE
   $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wvla -Werror=implicit-function-declaration -Werror=incompatible-pointer-types -Werror=return-type>)
 target_include_directories(kg_options INTERFACE ${CMAKE_SOURCE_DIR})
+# glibc extensions (qsort_r, strdup, mkstemp, posix_spawn) are used throughout.
+target_compile_definitions(kg_options INTERFACE _GNU_SOURCE)
 if(KG_NATIVE)
   target_compile_options(kg_options INTERFACE $<$<COMPILE_LANGUAGE:C>:-march=native>)
 endif()
@@ -13,6 +15,12 @@ if(KG_SANITIZE)
   target_compile_options(kg_options INTERFACE $<$<COMPILE_LANGUAGE:C>:${_kg_san_flags}>)
   target_link_options(kg_options INTERFACE -fsanitize=${KG_SANITIZE})
   message(STATUS "kickgrid: sanitizers ${KG_SANITIZE}")
+endif()
+
+if(KG_FUZZ)
+  # Coverage instrumentation everywhere; only the harnesses link libFuzzer's main.
+  target_compile_options(kg_options INTERFACE $<$<COMPILE_LANGUAGE:C>:-fsanitize=fuzzer-no-link>)
+  target_compile_definitions(kg_options INTERFACE KG_FUZZING=1)
 endif()
 
 # Adds a static library for a layer from every .c in its folder.

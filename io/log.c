@@ -8,6 +8,9 @@
 
 static int log_level = KG_LOG_INFO;
 static char log_tag[64];
+static FILE *log_tee;
+
+void kg_log_tee(FILE *f) { log_tee = f; }
 
 void kg_log_set_level(int level) { log_level = level; }
 int kg_log_get_level(void) { return log_level; }
@@ -31,6 +34,10 @@ void kg_log(int level, const char *fmt, ...) {
     va_end(ap);
   }
   fprintf(stderr, "%s\n", line);
+  if (log_tee) {
+    fprintf(log_tee, "%s\n", line);
+    fflush(log_tee);
+  }
 }
 
 double kg_now(void) {

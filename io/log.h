@@ -6,6 +6,7 @@
 #define KG_IO_LOG_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 enum kg_log_level { KG_LOG_ERROR = 0, KG_LOG_WARN = 1, KG_LOG_INFO = 2, KG_LOG_DEBUG = 3 };
 
@@ -13,6 +14,9 @@ void kg_log_set_level(int level);
 int kg_log_get_level(void);
 /* A short tag printed before every line, e.g. "rank 3"; copied. */
 void kg_log_set_tag(const char *tag);
+/* Also writes every line to `f` (per-cell log files); NULL stops. The
+ * caller keeps ownership of f. */
+void kg_log_tee(FILE *f);
 void kg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define kg_info(...) kg_log(KG_LOG_INFO, __VA_ARGS__)
 #define kg_warn(...) kg_log(KG_LOG_WARN, __VA_ARGS__)

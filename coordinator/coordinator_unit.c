@@ -1,2 +1,0 @@
-/* placeholder so the layer library has a translation unit until its code lands */
-typedef int kg_coordinator_unit_placeholder;

@@ -1,0 +1,30 @@
+/* Internals shared by the model layer; not part of the public API. */
+#ifndef KG_MODEL_MODEL_INTERNAL_H
+#define KG_MODEL_MODEL_INTERNAL_H
+
+#include "model/model.h"
+
+/* Scratch buffers in backend memory, sized for `rows` token rows. */
+struct kg_workspace {
+  int64_t rows;
+  float *xb;    /* [rows, dim] normed input / projection output */
+  float *q;     /* [rows, n_heads * head_dim] */
+  float *k;     /* [rows, n_kv_heads * head_dim] */
+  float *v;
+  float *att;   /* [rows, n_heads * head_dim] */
+  float *gate;  /* [rows, hidden] */
+  float *up;    /* [rows, hidden] */
+  float *x;     /* [rows, dim] residual stream for kg_model_forward */
+  /* head */
+  int64_t head_rows;
+  float *head_in;     /* [head_rows, dim] gathered normed rows */
+  float *head_logits; /* [head_rows, vocab] backend memory */
+  float *host_logits; /* [head_rows, vocab] host copy (aliases head_logits on CPU) */
+  int64_t *row_ids;   /* [head_rows] host */
+};
+
+/* Makes sure the model's workspace holds at least `rows` rows. */
+int kg_workspace_reserve(kg_model *m, int64_t rows);
+void kg_workspace_free(kg_model *m);
+
+#endif

@@ -1,1 +1,0 @@
-typedef int kg_model_unit_placeholder;

@@ -19,7 +19,8 @@ static const char usage[] =
     "  --method NAME        magnitude, wanda, sparsegpt, owl-wanda, owl-sparsegpt, rtn, gptq\n"
     "  --sparsity S         unstructured sparsity in [0, 1) (default 0.5)\n"
     "  --pattern N:M        N:M structured sparsity (e.g. 2:4, 4:8)\n"
-    "  --calib SOURCE       c4 (default), wikitext2, file:PATH, task:NAME, self, tokens:PATH.npy\n"
+    "  --calib SOURCE       c4 (default), wikitext2, file:PATH, task:NAME, self, tokens:PATH.npy;\n"
+    "                       magnitude and rtn use it only for reconstruction errors\n"
     "  --nsamples N         calibration samples (default 128)\n"
     "  --seqlen N           calibration sample length (default 2048)\n"
     "  --seed N             calibration seed (default 0)\n"
@@ -80,7 +81,7 @@ int kg_cmd_prune(int argc, char **argv) {
   kg_calib_spec_defaults(&cs);
   const char *method = NULL, *out_dir = NULL, *export_calib = NULL, *ppl_dataset = NULL, *dtype_name = "f32";
   long long v = 0, ppl_seqlen = 0;
-  int layers = 0;
+  int layers = 0, calib_given = 0;
   if (kg_cli_wants_help(argc, argv)) {
     fputs(usage, stdout);
     return 0;
@@ -100,7 +101,7 @@ int kg_cmd_prune(int argc, char **argv) {
     if (!strcmp(a, "--method")) method = val;
     else if (!strcmp(a, "--sparsity")) { if (kg_cli_parse_double("prune", a, val, &co.sparsity)) return 2; }
     else if (!strcmp(a, "--pattern")) { if (!parse_pattern(val, &co.prune_n, &co.prune_m)) return kg_cli_usage_error("prune", "--pattern expects N:M with 0 < N < M <= 64, got '%s'", val); }
-    else if (!strcmp(a, "--calib")) cs.source = val;
+    else if (!strcmp(a, "--calib")) { cs.source = val; calib_given = 1; }
     else if (!strcmp(a, "--nsamples")) { if (kg_cli_parse_int("prune", a, val, 1, 1 << 20, &v)) return 2; cs.nsamples = (int)v; }
     else if (!strcmp(a, "--seqlen")) { if (kg_cli_parse_int("prune", a, val, 2, 1 << 20, &v)) return 2; cs.seqlen = (int)v; }
     else if (!strcmp(a, "--seed")) { if (kg_cli_parse_int("prune", a, val, 0, 1LL << 62, &v)) return 2; cs.seed = (uint64_t)v; }
@@ -144,7 +145,9 @@ int kg_cmd_prune(int argc, char **argv) {
   int status = 0;
   const double t0 = kg_now();
   if (kg_cli_open_model(&mo, &be, &m, &tok) < 0) goto fail;
-  if (kg_method_uses_calibration(co.method) || co.method == KG_METHOD_MAGNITUDE || co.method == KG_METHOD_RTN) {
+  /* Magnitude and RTN need data only to report reconstruction errors: build
+   * a calibration set for them only when one was asked for. */
+  if (kg_method_uses_calibration(co.method) || calib_given) {
     if (kg_calib_build(&cs, tok, m, &calib) < 0) goto fail;
     if (export_calib && kg_calib_export(calib, export_calib) < 0) goto fail;
     kg_info("calibration: %d x %d tokens from %s (%s, seed %llu)", calib->nsamples, calib->seqlen, calib->source,
@@ -153,7 +156,7 @@ int kg_cmd_prune(int argc, char **argv) {
   if (kg_compress_model(m, calib, &co, &rep) < 0) goto fail;
   print_report(&rep, layers);
   if (out_dir) {
-    if (kg_model_save_hf(m, out_dir, out_dtype) < 0) goto fail;
+    if (kg_model_save_hf(m, out_dir, out_dtype) < 0 || kg_model_save_tokenizer(m, out_dir) < 0) goto fail;
     printf("wrote              %s (%s)\n", out_dir, dtype_name);
   }
   if (ppl_dataset) {

@@ -210,6 +210,7 @@ int kg_eval_qa(kg_model *m, kg_tokenizer *tok, const kg_task_data *d, const size
       rc = kg_error_context("%s document %zu: ", d->info->name, docs[i]);
       goto done;
     }
+    kg_debug("%s %zu: %s -> \"%s\" (answer \"%s\")", d->info->name, docs[i], doc->raw, text, doc->answers[0]);
     if (freebase) {
       m1[i] = kg_llmkick_answer_match(text, doc->answers, doc->n_answers);
       size_t lp = strlen(prompts[i]), lt = strlen(text);

@@ -1,5 +1,4 @@
 /* GNU: FNM_CASEFOLD, memmem. */
-#define _GNU_SOURCE
 /* Transforms that rebuild a manifest file from its upstream form. Each one
  * is documented in docs/data.md; the SHA-256 check after it is what makes
  * the result trustworthy, so they only need to be exact, not general. */

@@ -1,6 +1,7 @@
 /* GNU: mkostemp, pipe2. */
-#define _GNU_SOURCE
+#ifdef KG_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,6 +25,7 @@ extern char **environ;
 /* Downloads smaller than this print no progress lines. */
 #define PROGRESS_MIN_BYTES ((int64_t)4 << 20)
 
+#ifdef KG_HAVE_CURL
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_code = CURLE_OK;
 static void curl_init_once(void) { curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -99,6 +101,15 @@ static int download(const char *url, kg_data_sink *sink, const char *label, int 
   curl_easy_cleanup(curl);
   return rc;
 }
+#else
+/* Built without libcurl (e.g. a minimal GPU-node build): nothing to download with. */
+static int download(const char *url, kg_data_sink *sink, const char *label, int quiet) {
+  (void)sink;
+  (void)label;
+  (void)quiet;
+  return kg_error(KG_ERR_UNSUPPORTED, "cannot download %s: this build of kickgrid has no libcurl", url);
+}
+#endif
 
 /* A decompressor's stdout (or a plain file) to read a source's bytes from. */
 typedef struct source_reader {

@@ -1,5 +1,4 @@
 /* GNU: FNM_CASEFOLD, memmem. */
-#define _GNU_SOURCE
 #include "io/manifest.h"
 
 #include <cjson/cJSON.h>

@@ -1,6 +1,5 @@
 /* Public tokenizer API: loading by file name and contents, encode, decode. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem, qsort_r */
 #endif
 #include <stdlib.h>
 #include <string.h>

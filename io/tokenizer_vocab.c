@@ -2,7 +2,6 @@
  * id map, the decode table, literal-token matching, and the per-call word
  * cache. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem, qsort_r */
 #endif
 #include <stdio.h>
 #include <stdlib.h>

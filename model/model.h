@@ -74,6 +74,7 @@ typedef struct kg_model {
   kg_arena *arena;       /* owns the host weights */
   kg_workspace *ws;      /* grow-only scratch, owned; a model is used by one thread at a time */
   char source[512];      /* where it was loaded from */
+  char tokenizer_source[512]; /* file the tokenizer came from ("" when not loaded) */
 } kg_model;
 
 /* Converts a checkpoint (any supported dtype) into a model on backend `be`
@@ -102,7 +103,12 @@ int kg_model_save_hf(const kg_model *m, const char *dir, kg_dtype dtype);
  * tokenizer.json/tokenizer.model in a Hugging Face directory, a tokenizer
  * .bin beside a llama2.c file, or the family's tokenizer from the data
  * directory for synthetic models. */
-int kg_model_tokenizer(const char *spec, const kg_checkpoint *ck, kg_tokenizer **out);
+int kg_model_tokenizer(const char *spec, const kg_checkpoint *ck, kg_tokenizer **out, char *source, size_t cap);
+
+/* Makes a Hugging Face directory written from `m` self-contained for
+ * kickgrid: copies the tokenizer file in, or (for a tokenizer embedded in a
+ * GGUF) records where it lives in DIR/kickgrid.json. */
+int kg_model_save_tokenizer(const kg_model *m, const char *dir);
 
 /* Fills inv_freq[head_dim/2] for the config (theta, llama3/linear scaling). */
 void kg_rope_inv_freq(const kg_model_config *cfg, float *inv_freq);

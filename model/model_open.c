@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "io/error.h"
+#include "io/mapfile.h"
 #include "io/gguf.h"
 #include "io/manifest.h"
 #include "io/paths.h"
@@ -32,7 +35,7 @@ int kg_model_load(const char *spec, kg_backend *be, kg_model **out, kg_tokenizer
   if ((rc = open_checkpoint(spec, &ck)) < 0) goto done;
   if ((rc = kg_model_from_checkpoint(ck, be, out)) < 0) goto done;
   snprintf((*out)->source, sizeof((*out)->source), "%s", spec);
-  if (tok && (rc = kg_model_tokenizer(spec, ck, tok)) < 0) {
+  if (tok && (rc = kg_model_tokenizer(spec, ck, tok, (*out)->tokenizer_source, sizeof((*out)->tokenizer_source))) < 0) {
     kg_model_free(*out);
     *out = NULL;
   }
@@ -42,7 +45,7 @@ done:
 }
 
 /* A llama2.c tokenizer export beside the model whose vocabulary matches. */
-static int find_llama2c_tokenizer(const char *model_path, int vocab, kg_tokenizer **out) {
+static int find_llama2c_tokenizer(const char *model_path, int vocab, kg_tokenizer **out, char *source, size_t cap) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s", model_path);
   char *slash = strrchr(dir, '/');
@@ -62,6 +65,7 @@ static int find_llama2c_tokenizer(const char *model_path, int vocab, kg_tokenize
     if (kg_tokenizer_load(candidate, &t) < 0) continue;
     if (kg_tokenizer_vocab_size(t) == vocab) {
       *out = t;
+      snprintf(source, cap, "%s", candidate);
       rc = KG_OK;
       break;
     }
@@ -74,7 +78,7 @@ static int find_llama2c_tokenizer(const char *model_path, int vocab, kg_tokenize
 }
 
 /* Synthetic models borrow their family's real tokenizer from the data directory. */
-static int synthetic_tokenizer(int vocab, kg_tokenizer **out) {
+static int synthetic_tokenizer(int vocab, kg_tokenizer **out, char *source, size_t cap) {
   const char *rel = vocab == 32000 ? "tokenizers/llama2/tokenizer.model"
                     : vocab >= 128000 ? "tokenizers/llama3/tokenizer.json"
                     : vocab >= 50257 ? "tokenizers/gpt2/vocab.json"
@@ -84,6 +88,7 @@ static int synthetic_tokenizer(int vocab, kg_tokenizer **out) {
   char path[PATH_MAX];
   KG_TRY(kg_data_path(path, sizeof(path), rel));
   KG_TRY(kg_tokenizer_load(path, out));
+  snprintf(source, cap, "%s", path);
   if (kg_tokenizer_vocab_size(*out) > vocab) {
     kg_tokenizer_free(*out);
     *out = NULL;
@@ -92,21 +97,93 @@ static int synthetic_tokenizer(int vocab, kg_tokenizer **out) {
   return KG_OK;
 }
 
-int kg_model_tokenizer(const char *spec, const kg_checkpoint *ck, kg_tokenizer **out) {
+/* DIR/kickgrid.json {"tokenizer": PATH} written by kg_model_save_tokenizer. */
+static int sidecar_tokenizer(const char *dir, kg_tokenizer **out, char *source, size_t cap) {
+  char path[PATH_MAX], *text = NULL;
+  KG_TRY(kg_path_join(path, sizeof(path), dir, "kickgrid.json"));
+  if (!kg_path_exists(path)) return kg_error(KG_ERR_NOT_FOUND, "%s: no tokenizer.json, tokenizer.model, tokenizer .bin or kickgrid.json in the model directory", dir);
+  KG_TRY(kg_read_file(path, &text, NULL));
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  const cJSON *t = root ? cJSON_GetObjectItemCaseSensitive(root, "tokenizer") : NULL;
+  int rc;
+  if (!cJSON_IsString(t)) {
+    rc = kg_error(KG_ERR_FORMAT, "%s: expected {\"tokenizer\": \"PATH\"}", path);
+  } else {
+    snprintf(source, cap, "%s", t->valuestring);
+    rc = kg_tokenizer_load(t->valuestring, out);
+  }
+  cJSON_Delete(root);
+  return rc;
+}
+
+int kg_model_tokenizer(const char *spec, const kg_checkpoint *ck, kg_tokenizer **out, char *source, size_t cap) {
   char path[PATH_MAX];
   *out = NULL;
   switch (ck->format) {
-  case KG_CKPT_GGUF: return kg_tokenizer_from_gguf(ck->gguf, ck->path, out);
-  case KG_CKPT_LLAMA2C: return find_llama2c_tokenizer(ck->path, ck->config.vocab_size, out);
-  case KG_CKPT_SYNTHETIC: return synthetic_tokenizer(ck->config.vocab_size, out);
+  case KG_CKPT_GGUF:
+    snprintf(source, cap, "%s", ck->path);
+    return kg_tokenizer_from_gguf(ck->gguf, ck->path, out);
+  case KG_CKPT_LLAMA2C: return find_llama2c_tokenizer(ck->path, ck->config.vocab_size, out, source, cap);
+  case KG_CKPT_SYNTHETIC: return synthetic_tokenizer(ck->config.vocab_size, out, source, cap);
   case KG_CKPT_HF: {
-    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    static const char *const names[] = {"tokenizer.json", "tokenizer.model", "tokenizer.bin"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
       KG_TRY(kg_path_join(path, sizeof(path), ck->path, names[i]));
-      if (kg_path_exists(path)) return kg_tokenizer_load(path, out);
+      if (kg_path_exists(path)) {
+        snprintf(source, cap, "%s", path);
+        return kg_tokenizer_load(path, out);
+      }
     }
-    return kg_error(KG_ERR_NOT_FOUND, "%s: no tokenizer.json or tokenizer.model in the model directory", ck->path);
+    char bin_model[PATH_MAX];
+    KG_TRY(kg_path_join(bin_model, sizeof(bin_model), ck->path, "model.bin"));
+    if (find_llama2c_tokenizer(bin_model, ck->config.vocab_size, out, source, cap) == KG_OK) return KG_OK;
+    return sidecar_tokenizer(ck->path, out, source, cap);
   }
   }
   return kg_error(KG_ERR_UNSUPPORTED, "%s: unknown checkpoint format", spec);
+}
+
+static int copy_file(const char *from, const char *to) {
+  char *data = NULL;
+  size_t n = 0;
+  KG_TRY(kg_read_file(from, &data, &n));
+  FILE *f = fopen(to, "wb");
+  int rc = KG_OK;
+  if (!f || fwrite(data, 1, n, f) != n) rc = kg_error(KG_ERR_IO, "%s: cannot write", to);
+  if (f && fclose(f) != 0 && rc >= 0) rc = kg_error(KG_ERR_IO, "%s: cannot write", to);
+  free(data);
+  return rc;
+}
+
+int kg_model_save_tokenizer(const kg_model *m, const char *dir) {
+  const char *src = m->tokenizer_source;
+  char dst[PATH_MAX];
+  if (!src[0]) return kg_error(KG_ERR_ARG, "the model was loaded without a tokenizer");
+  const char *base = strrchr(src, '/');
+  base = base ? base + 1 : src;
+  size_t len = strlen(base);
+  const int is_gguf = len > 5 && !strcmp(base + len - 5, ".gguf");
+  if (!is_gguf) {
+    KG_TRY(kg_path_join(dst, sizeof(dst), dir, base));
+    return copy_file(src, dst);
+  }
+  /* The tokenizer lives inside the GGUF: point at it. */
+  char *abs = realpath(src, NULL);
+  cJSON *root = cJSON_CreateObject();
+  int rc = KG_OK;
+  if (!root || !cJSON_AddStringToObject(root, "tokenizer", abs ? abs : src)) {
+    rc = kg_error(KG_ERR_NOMEM, "out of memory");
+  } else {
+    char *text = cJSON_Print(root);
+    if ((rc = kg_path_join(dst, sizeof(dst), dir, "kickgrid.json")) >= 0) {
+      FILE *f = fopen(dst, "w");
+      if (!f || fprintf(f, "%s\n", text) < 0) rc = kg_error(KG_ERR_IO, "%s: cannot write", dst);
+      if (f) fclose(f);
+    }
+    free(text);
+  }
+  cJSON_Delete(root);
+  free(abs);
+  return rc;
 }

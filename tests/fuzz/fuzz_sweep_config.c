@@ -2,7 +2,6 @@
  * text; any crash, leak or sanitizer report is a bug. The loader reads a
  * path (libconfig reports file:line from it), so the input goes through a
  * temporary file. */
-#define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

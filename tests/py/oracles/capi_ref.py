@@ -77,7 +77,7 @@ def _check(rc, what):
 class CModel:
     """One model on its own CPU backend; use as a context manager."""
 
-    def __init__(self, spec, n_threads=2):
+    def __init__(self, spec, n_threads=1):
         self.lib = kgtest.lib()
         self.be = c_void_p()
         self.model = c_void_p()

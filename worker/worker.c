@@ -349,9 +349,15 @@ static int run_cell(kg_worker *w, const kg_sweep_cell *cell, cell_out *o) {
   const double tc = kg_now();
   if (!is_dense) {
     if ((rc = agree(w, kg_model_copy_weights(w->work, w->dense))) < 0) return rc;
-    if (cell->calib && (cell->method->uses_calibration || cell->method->kind == KG_METHOD_MAGNITUDE ||
-                        cell->method->kind == KG_METHOD_RTN)) {
+    if (cell->calib && cell->method->uses_calibration) {
       if ((rc = agree(w, ensure_calib(w, cell->index[KG_DIM_CALIBRATION], &calib))) < 0) return rc;
+    } else if (cell->calib) {
+      /* Magnitude and RTN use data only for reconstruction errors: without it they still run. */
+      if (agree(w, ensure_calib(w, cell->index[KG_DIM_CALIBRATION], &calib)) < 0) {
+        kg_warn("no reconstruction errors for %s: %s", cell->key, kg_error_message());
+        calib = NULL;
+        kg_error_clear();
+      }
     }
     kg_compress_opts opts;
     compress_opts(w, cell, &opts);

@@ -29,7 +29,7 @@ typedef struct grid {
   MPI_Comm team;        /* working ranks only; MPI_COMM_NULL on the coordinator */
   int team_rank, team_size;
   int is_leader;
-  int node_ranks;       /* ranks on this rank's node */
+  int node_workers;     /* working ranks on this rank's node (they share its cores) */
   char host[128];
 } grid;
 
@@ -65,7 +65,7 @@ static int make_teams(grid *g) {
   int node_rank = 0, node_size = 1;
   MPI_Comm_rank(node, &node_rank);
   MPI_Comm_size(node, &node_size);
-  g->node_ranks = node_size;
+
   /* Which node this is: the world rank of its first rank. */
   int node_id = g->world_rank;
   MPI_Allreduce(&g->world_rank, &node_id, 1, MPI_INT, MPI_MIN, node);
@@ -76,6 +76,7 @@ static int make_teams(grid *g) {
   if (node_rank == 0) before = 0;
   int node_workers = 0;
   MPI_Allreduce(&is_worker, &node_workers, 1, MPI_INT, MPI_SUM, node);
+  g->node_workers = node_workers;
   MPI_Comm_free(&node);
   int team_index = before / team_size;
   int complete = (team_index + 1) * team_size <= node_workers;
@@ -103,7 +104,7 @@ static int worker_env(grid *g, kg_worker **w) {
   if (env.threads <= 0 && g->world_size > 1) {
     /* Ranks share their node's cores instead of each taking all of them. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int local = g->node_ranks > 0 ? g->node_ranks : 1;
+    int local = g->node_workers > 0 ? g->node_workers : 1;
     env.threads = (int)(cores / local > 0 ? cores / local : 1);
   }
   return kg_worker_create(g->sweep, g->cells, &g->schema, &env, w);

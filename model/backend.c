@@ -28,3 +28,8 @@ int kg_backend_create(const char *name, int n_threads, kg_backend **out) {
 void kg_backend_destroy(kg_backend *be) {
   if (be) be->ops->destroy(be);
 }
+
+int kg_backend_set_memory_budget(kg_backend *be, size_t bytes) {
+  if (!be) return kg_error(KG_ERR_ARG, "no backend to set a memory budget on");
+  return be->ops->set_memory_budget ? be->ops->set_memory_budget(be, bytes) : KG_OK;
+}

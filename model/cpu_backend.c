@@ -238,6 +238,63 @@ static int cpu_gram_accumulate(kg_backend *be, const float *x, int64_t n, int d,
   return KG_OK;
 }
 
+double kg_row_logsumexp(const float *x, int n) {
+  float mx = x[0];
+  for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int i = 0; i < n; i++) sum += exp((double)x[i] - (double)mx);
+  return (double)mx + log(sum);
+}
+
+int32_t kg_row_argmax(const float *x, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+#define LN2 0.69314718055994530942
+
+double kg_row_js_lse(const float *p, double lse_p, const float *q, double lse_q, int n) {
+  double js = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double lp = (double)p[i] - lse_p, lq = (double)q[i] - lse_q;
+    if (lp == lq) continue; /* equal probabilities add exactly 0 */
+    const double hi = lp > lq ? lp : lq, lo = lp > lq ? lq : lp;
+    if (hi == -INFINITY || isnan(hi)) continue;
+    /* log M = hi + log1p(e^(lo-hi)) - ln 2 stays finite when one probability
+     * underflows; the larger side adds e^hi (ln2 - L), the smaller e^lo (lo - log M). */
+    const double d = lo - hi, t = exp(d), L = log1p(t), e = exp(hi);
+    double term = LN2 - L;
+    if (t > 0.0) term += t * (d + LN2 - L);
+    js += e * term;
+  }
+  js *= 0.5;
+  return js < 0.0 ? 0.0 : js > LN2 ? LN2 : js;
+}
+
+static int cpu_row_nll(kg_backend *be, const float *logits, int64_t n, int vocab, const int32_t *targets,
+                       double *nll) {
+#pragma omp parallel for schedule(static) if (n * (int64_t)vocab > PAR_MIN_WORK)
+  for (int64_t i = 0; i < n; i++) {
+    const float *row = logits + (size_t)i * vocab;
+    nll[i] = kg_row_logsumexp(row, vocab) - (double)row[targets[i]];
+  }
+  return KG_OK;
+}
+
+static int cpu_row_js(kg_backend *be, const float *p, const float *q, int64_t n, int vocab, double *js,
+                      int32_t *argmax_p, int32_t *argmax_q) {
+#pragma omp parallel for schedule(dynamic, 4) if (n * (int64_t)vocab > PAR_MIN_WORK)
+  for (int64_t i = 0; i < n; i++) {
+    const float *pr = p + (size_t)i * vocab, *qr = q + (size_t)i * vocab;
+    js[i] = kg_row_js_lse(pr, kg_row_logsumexp(pr, vocab), qr, kg_row_logsumexp(qr, vocab), vocab);
+    if (argmax_p) argmax_p[i] = kg_row_argmax(pr, vocab);
+    if (argmax_q) argmax_q[i] = kg_row_argmax(qr, vocab);
+  }
+  return KG_OK;
+}
+
 static const kg_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -258,6 +315,8 @@ static const kg_backend_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .gram_accumulate = cpu_gram_accumulate,
+    .row_nll = cpu_row_nll,
+    .row_js = cpu_row_js,
 };
 
 int kg_cpu_backend_create(int n_threads, kg_backend **out) {
@@ -276,6 +335,7 @@ int kg_cpu_backend_create(int n_threads, kg_backend **out) {
   be->ops = &cpu_ops;
   be->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
   be->impl = st;
+  be->act16 = KG_DT_BF16; /* unused: the CPU has no 16-bit path */
   *out = be;
   return KG_OK;
 }

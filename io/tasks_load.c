@@ -1,6 +1,9 @@
 /* Readers for the llm-foundry JSON Lines task files and llama.cpp's HellaSwag
  * text file, turning each row back into the harness's fields. */
 #include <cjson/cJSON.h>
+#ifdef KG_HAVE_BZLIB
+#include <bzlib.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -176,8 +179,47 @@ done:
 
 /* ---- HellaSwag ---- */
 
+#ifdef KG_HAVE_BZLIB
+/* Decompresses with libbz2 (built with -DKG_HAVE_BZLIB and BZip2::BZip2). */
+static int read_bzip2(const char *path, char **out, size_t *out_len) {
+  int rc = KG_OK, bzerr = BZ_OK;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return kg_error(KG_ERR_IO, "%s: %s", path, strerror(errno));
+  BZFILE *bz = BZ2_bzReadOpen(&bzerr, f, 0, 0, NULL, 0);
+  while (bz && bzerr == BZ_OK) {
+    if (cap - len < 65536) {
+      size_t ncap = cap ? cap * 2 : 1 << 20;
+      char *nb = realloc(buf, ncap + 1);
+      if (!nb) {
+        rc = kg_error(KG_ERR_NOMEM, "%s: decompressed text does not fit in memory", path);
+        goto done;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    int got = BZ2_bzRead(&bzerr, bz, buf + len, (int)(cap - len));
+    if (got > 0) len += (size_t)got;
+  }
+  if (bzerr != BZ_STREAM_END) rc = kg_error(KG_ERR_FORMAT, "%s: corrupt or not bzip2 (libbz2 error %d)", path, bzerr);
+done:
+  if (bz) BZ2_bzReadClose(&bzerr, bz);
+  fclose(f);
+  if (rc < 0) {
+    free(buf);
+    return rc;
+  }
+  if (!buf && !(buf = malloc(1))) return kg_error(KG_ERR_NOMEM, "%s: empty buffer", path);
+  buf[len] = '\0';
+  *out = buf;
+  *out_len = len;
+  return KG_OK;
+}
+#else
 /* Reads `bzip2 -dc path` into a NUL-terminated buffer: spawning the tool
- * keeps libbz2 out of the link (see docs/tasks.md). */
+ * keeps libbz2 out of the link unless the build defines KG_HAVE_BZLIB (see
+ * docs/tasks.md). */
 static int read_bzip2(const char *path, char **out, size_t *out_len) {
   int rc = KG_OK, fds[2] = {-1, -1}, status = 0;
   pid_t pid = -1;
@@ -245,6 +287,7 @@ done:
   *out_len = len;
   return KG_OK;
 }
+#endif
 
 int kg_tasks_load_hellaswag(kg_task_data *d, const char *path) {
   char *buf = NULL;

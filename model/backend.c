@@ -33,3 +33,10 @@ int kg_backend_set_memory_budget(kg_backend *be, size_t bytes) {
   if (!be) return kg_error(KG_ERR_ARG, "no backend to set a memory budget on");
   return be->ops->set_memory_budget ? be->ops->set_memory_budget(be, bytes) : KG_OK;
 }
+
+int kg_backend_memory_stats(kg_backend *be, size_t *used, size_t *peak) {
+  if (used) *used = 0;
+  if (peak) *peak = 0;
+  if (!be) return kg_error(KG_ERR_ARG, "no backend");
+  return be->ops->memory_stats ? be->ops->memory_stats(be, used, peak) : KG_OK;
+}

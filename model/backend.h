@@ -118,6 +118,8 @@ typedef struct kg_backend_ops {
    * ignore resident weights. */
   int (*weights_acquire)(kg_backend *be, kg_weight *const *w, int n);
   int (*weights_prefetch)(kg_backend *be, kg_weight *const *w, int n);
+  /* Bytes allocated now and at the peak (through the budget). */
+  int (*memory_stats)(kg_backend *be, size_t *used, size_t *peak);
 
   /* ---- Optional 16-bit activation path ----
    * Buffers named *h hold elements of the backend's act16 type (2 bytes
@@ -160,6 +162,8 @@ void kg_backend_destroy(kg_backend *be);
  * no-op on the CPU. Set it before loading models: it decides which blocks
  * stream from host memory. */
 int kg_backend_set_memory_budget(kg_backend *be, size_t bytes);
+/* Device bytes in use and their peak; 0 on backends that do not count. */
+int kg_backend_memory_stats(kg_backend *be, size_t *used, size_t *peak);
 
 /* The CPU reference math of row_nll and row_js, shared with other layers:
  * log-sum-exp with a float max and a float64 sum; JS from log-probabilities

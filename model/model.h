@@ -153,6 +153,20 @@ int kg_model_forward(kg_model *m, const kg_forward_request *r);
 /* Convenience for tests and tools: logits of one sequence, out [T, vocab] host. */
 int kg_model_logits(kg_model *m, const int32_t *tokens, int T, float *out);
 
+/* Next-token negative log-likelihoods without host logits: runs n_seq
+ * sequences of T tokens (no cache) and computes the head in row chunks on
+ * the backend. nll (host [n_seq * T]) gets -log softmax(logits[r])[tokens[r+1]]
+ * for every wanted row r (want NULL: every row but each sequence's last),
+ * NaN elsewhere; wanting a sequence's last row is an error. */
+int kg_model_forward_nll(kg_model *m, const int32_t *tokens, int n_seq, int T, const uint8_t *want, double *nll);
+/* Jensen-Shannon divergence (natural log) between the next-token
+ * distributions of p and q (same backend and vocabulary) at each wanted row
+ * (want NULL: all), and each row's argmax under p and q (either may be NULL);
+ * host arrays [n_seq * T], NaN / -1 where not wanted. At most one chunk of
+ * logits per model is alive, on the backend. */
+int kg_model_forward_js(kg_model *p, kg_model *q, const int32_t *tokens, int n_seq, int T, const uint8_t *want,
+                        double *js, int32_t *argmax_p, int32_t *argmax_q);
+
 /* ---- Per-block API for the compression pipeline ---- */
 
 /* Called with each linear input of a block before it is used:

@@ -4,7 +4,9 @@
 
 #include "model/model.h"
 
-/* Scratch buffers in backend memory, sized for `rows` token rows. */
+/* Scratch buffers in backend memory, sized for `rows` token rows. The
+ * 16-bit activation path (backend act16 ops) reuses xb..up as 16-bit
+ * buffers of the same widths, so it needs no memory of its own. */
 struct kg_workspace {
   int64_t rows;
   float *xb;    /* [rows, dim] normed input / projection output */
@@ -26,5 +28,8 @@ struct kg_workspace {
 /* Makes sure the model's workspace holds at least `rows` rows. */
 int kg_workspace_reserve(kg_model *m, int64_t rows);
 void kg_workspace_free(kg_model *m);
+/* Backend bytes of a workspace for `rows` token rows plus the output head
+ * (what plan_weights is told to keep free for activations). */
+size_t kg_workspace_bytes(const kg_model_config *c, int64_t rows);
 
 #endif

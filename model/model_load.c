@@ -127,7 +127,11 @@ static kg_model *model_alloc(const kg_model_config *cfg, kg_backend *be) {
   }
   kg_rope_inv_freq(cfg, m->rope_inv_freq);
   for (int l = 0; l < cfg->n_layers; l++)
-    for (int id = 0; id < KG_LIN_COUNT; id++) linear_shape(cfg, id, &m->blocks[l].lin[id].rows, &m->blocks[l].lin[id].cols);
+    for (int id = 0; id < KG_LIN_COUNT; id++) {
+      linear_shape(cfg, id, &m->blocks[l].lin[id].rows, &m->blocks[l].lin[id].cols);
+      m->blocks[l].lin[id].dev.group = l;
+    }
+  m->dev_embed.group = m->dev_lm_head.group = -1;
   return m;
 }
 
@@ -140,13 +144,36 @@ static int upload_vector(kg_backend *be, const float *host, int n, float **dev) 
   return be->ops->to_device(be, *dev, host, (size_t)n * sizeof(float));
 }
 
+/* Asks the backend which blocks stay on the device (the rest stream from
+ * host memory, block by block) before the first upload. The activations of
+ * one window of up to 4096 tokens are kept free. */
+static int plan_residency(kg_model *m) {
+  const kg_model_config *c = &m->cfg;
+  kg_backend *be = m->be;
+  if (!be->ops->plan_weights) return KG_OK;
+  int64_t block_elems = 0;
+  for (int id = 0; id < KG_LIN_COUNT; id++) block_elems += (int64_t)m->blocks[0].lin[id].rows * m->blocks[0].lin[id].cols;
+  const int64_t table = (int64_t)c->vocab_size * c->dim;
+  const int64_t global_elems = m->lm_head == m->embed ? table : 2 * table;
+  int64_t rows = c->max_seq_len < 512 ? 512 : c->max_seq_len > 4096 ? 4096 : c->max_seq_len;
+  int n_resident = c->n_layers;
+  KG_TRY(be->ops->plan_weights(be, c->n_layers, block_elems, global_elems, kg_workspace_bytes(c, rows), &n_resident));
+  for (int l = 0; l < c->n_layers; l++)
+    for (int id = 0; id < KG_LIN_COUNT; id++) m->blocks[l].lin[id].dev.streamed = l >= n_resident;
+  if (n_resident < c->n_layers)
+    kg_info("model %s: %d of %d blocks stream from host memory (device memory budget)", m->source,
+            c->n_layers - n_resident, c->n_layers);
+  return KG_OK;
+}
+
+/* Uploads overwrite a weight's existing storage in place (for a streamed
+ * weight: its pinned host copy, and any staged device copy is dropped). */
 static int sync_block(kg_model *m, int l) {
   const kg_model_config *c = &m->cfg;
   kg_backend *be = m->be;
   kg_block *b = &m->blocks[l];
   for (int id = 0; id < KG_LIN_COUNT; id++) {
     kg_linear *lin = &b->lin[id];
-    if (lin->dev.data) be->ops->weight_release(be, &lin->dev);
     KG_TRY(be->ops->weight_upload(be, &lin->dev, lin->w, lin->rows, lin->cols));
   }
   KG_TRY(upload_vector(be, b->attn_norm, c->dim, &b->dev_attn_norm));
@@ -158,16 +185,17 @@ static int sync_block(kg_model *m, int l) {
 
 int kg_model_sync(kg_model *m, int layer) {
   kg_backend *be = m->be;
-  if (layer >= 0) return sync_block(m, layer);
-  for (int l = 0; l < m->cfg.n_layers; l++) KG_TRY(sync_block(m, l));
-  if (m->dev_embed.data) be->ops->weight_release(be, &m->dev_embed);
+  if (layer >= 0 && layer < m->cfg.n_layers) return sync_block(m, layer);
+  if (layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
+  /* Global weights first: they are always resident, and streamed blocks
+   * then see the device memory that is really left. */
   KG_TRY(be->ops->weight_upload(be, &m->dev_embed, m->embed, m->cfg.vocab_size, m->cfg.dim));
   if (m->lm_head == m->embed) {
     m->dev_lm_head = m->dev_embed;
   } else {
-    if (m->dev_lm_head.data) be->ops->weight_release(be, &m->dev_lm_head);
     KG_TRY(be->ops->weight_upload(be, &m->dev_lm_head, m->lm_head, m->cfg.vocab_size, m->cfg.dim));
   }
+  for (int l = 0; l < m->cfg.n_layers; l++) KG_TRY(sync_block(m, l));
   return upload_vector(be, m->final_norm, m->cfg.dim, &m->dev_final_norm);
 }
 
@@ -213,7 +241,7 @@ int kg_model_from_checkpoint(const kg_checkpoint *ck, kg_backend *be, kg_model *
       if ((rc = load_tensor(m, ck, name, (int64_t)c->n_kv_heads * c->head_dim, &b->k_norm)) < 0) goto done;
     }
   }
-  if ((rc = kg_model_sync(m, -1)) < 0) goto done;
+  if ((rc = plan_residency(m)) < 0 || (rc = kg_model_sync(m, -1)) < 0) goto done;
   kg_debug("model %s: %d layers, dim %d, %.1f MiB of float32 weights", m->source, c->n_layers, c->dim,
            (double)kg_arena_bytes(m->arena) / (1 << 20));
   *out = m;
@@ -267,7 +295,7 @@ int kg_model_clone(const kg_model *src, kg_backend *be, kg_model **out) {
       goto done;
     }
   }
-  if ((rc = kg_model_sync(m, -1)) < 0) goto done;
+  if ((rc = plan_residency(m)) < 0 || (rc = kg_model_sync(m, -1)) < 0) goto done;
   *out = m;
   m = NULL;
 done:
@@ -307,7 +335,7 @@ void kg_model_free(kg_model *m) {
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) {
       kg_block *b = &m->blocks[l];
       for (int id = 0; id < KG_LIN_COUNT; id++)
-        if (b->lin[id].dev.data) be->ops->weight_release(be, &b->lin[id].dev);
+        if (b->lin[id].dev.data || b->lin[id].dev.host) be->ops->weight_release(be, &b->lin[id].dev);
       be->ops->release(be, b->dev_attn_norm);
       be->ops->release(be, b->dev_ffn_norm);
       be->ops->release(be, b->dev_q_norm);

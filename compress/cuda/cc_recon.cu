@@ -1,0 +1,80 @@
+/* Reconstruction error on the device: trace(D G D^T) summed over row chunks,
+ * each chunk one TF32 GEMM T = D G and a float64 dot product of D and T. */
+#include <string.h>
+
+#include "compress/cuda/cc_internal.cuh"
+
+#define DOT_BLOCKS 256
+
+__global__ void k_diff(const float *a, const float *b, int64_t n, float *out) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = a[i] - b[i];
+}
+
+/* partial[blockIdx.x] = sum of a[i] * b[i] over the block's share. */
+__global__ void k_dot_partial(const float *a, const float *b, int64_t n, double *partial) {
+  double acc = 0.0;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) acc += (double)a[i] * (double)b[i];
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  __shared__ double w[32];
+  if ((threadIdx.x & 31) == 0) w[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += w[k];
+    partial[blockIdx.x] = t;
+  }
+}
+
+/* *sum += partials in order (one thread: deterministic). */
+__global__ void k_dot_finish(const double *partial, int n, double *sum) {
+  double t = 0.0;
+  for (int k = 0; k < n; k++) t += partial[k];
+  *sum += t;
+}
+
+extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, int64_t rows, int64_t cols,
+                                 const float *G, double *err, double *base) {
+  int rc = KG_OK;
+  float *chunk = NULL, *prod = NULL;
+  double *sums = NULL, host[2] = {0, 0};
+  if (rows <= 0 || cols <= 0 || cols > INT32_MAX)
+    return kg_error(KG_ERR_ARG, "recon error: bad shape %lldx%lld", (long long)rows, (long long)cols);
+  /* about 64 MiB per product chunk */
+  int64_t rc_rows = ((int64_t)16 << 20) / cols;
+  if (rc_rows < 1) rc_rows = 1;
+  if (rc_rows > rows) rc_rows = rows;
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, (size_t)2 * rc_rows * cols * sizeof(float), (void **)&chunk));
+  prod = chunk + rc_rows * cols;
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (DOT_BLOCKS + 2) * sizeof(double), (void **)&sums));
+  CC_CUDA(cudaMemsetAsync(sums + DOT_BLOCKS, 0, 2 * sizeof(double), cc->stream));
+  {
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t r0 = 0; r0 < rows; r0 += rc_rows) {
+      const int64_t k = rows - r0 < rc_rows ? rows - r0 : rc_rows, n = k * cols;
+      for (int which = 0; which < 2; which++) {
+        /* which 0: D = W0 - W1 (the error); 1: W0 itself (the baseline) */
+        const float *A = W0 + r0 * cols;
+        if (which == 0) {
+          k_diff<<<cc_blocks(n, 256, 4096), 256, 0, cc->stream>>>(W0 + r0 * cols, W1 + r0 * cols, n, chunk);
+          CC_LAUNCHED();
+          A = chunk;
+        }
+        /* row-major A [k, cols] times symmetric G: column-major G * A^T */
+        CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, G, CUDA_R_32F,
+                               (int)cols, A, CUDA_R_32F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
+                               CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+        k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, sums);
+        CC_LAUNCHED();
+        k_dot_finish<<<1, 1, 0, cc->stream>>>(sums, DOT_BLOCKS, sums + DOT_BLOCKS + which);
+        CC_LAUNCHED();
+      }
+    }
+  }
+  CC_TRY(kg_cc_download(cc, host, sums + DOT_BLOCKS, 2 * sizeof(double)));
+  *err = host[0];
+  *base = host[1];
+done:
+  return rc;
+}

@@ -1,0 +1,84 @@
+/* k-th smallest selection on the device, shared by the masks (cc_select.cu)
+ * and the SparseGPT sweep (cc_obs.cu).
+ *
+ * Keys are the bit patterns of non-negative floats, whose unsigned order is
+ * the order of the values. A radix select takes four 8-bit passes, each one
+ * kernel: blocks histogram the digit of the keys that match the prefix found
+ * so far, and the last block to finish picks the bin holding rank k (the
+ * "last block" pattern: a fence, then a ticket counter). The result is the
+ * exact k-th key, independent of the launch shape. */
+#ifndef KG_COMPRESS_CUDA_CC_SELECT_CUH
+#define KG_COMPRESS_CUDA_CC_SELECT_CUH
+
+#include "compress/cuda/cc_internal.cuh"
+
+typedef struct cc_select_state {
+  unsigned prefix;         /* digits chosen so far; after 4 passes, the key */
+  unsigned done;           /* blocks finished in the current pass */
+  unsigned long long k;    /* rank still to find among keys matching prefix */
+  unsigned hist[256];
+} cc_select_state;
+
+template <class Key>
+__global__ void cc_k_select_pass(Key key, int64_t n, cc_select_state *st, int shift) {
+  __shared__ unsigned h[256];
+  __shared__ int last;
+  for (int b = threadIdx.x; b < 256; b += blockDim.x) h[b] = 0;
+  __syncthreads();
+  const unsigned prefix = st->prefix;
+  const int hi = shift + 8;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const unsigned kv = key(i);
+    if (hi >= 32 || (kv >> hi) == prefix) atomicAdd(&h[(kv >> shift) & 255u], 1u);
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += blockDim.x)
+    if (h[b]) atomicAdd(&st->hist[b], h[b]);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&st->done, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (last && threadIdx.x == 0) {
+    volatile unsigned *hv = st->hist;
+    unsigned long long k = st->k, cum = 0;
+    unsigned b = 0;
+    for (; b < 255; b++) {
+      const unsigned c = hv[b];
+      if (k < cum + c) break;
+      cum += c;
+    }
+    st->prefix = (hi >= 32 ? 0u : prefix << 8) | b;
+    st->k = k - cum;
+    for (int j = 0; j < 256; j++) hv[j] = 0;
+    st->done = 0;
+    __threadfence();
+  }
+}
+
+static __global__ void cc_k_select_init(cc_select_state *st, unsigned long long k) {
+  for (int b = threadIdx.x; b < 256; b += blockDim.x) st->hist[b] = 0;
+  if (threadIdx.x == 0) {
+    st->prefix = 0;
+    st->done = 0;
+    st->k = k;
+  }
+}
+
+/* Queues the selection of the key of rank k (0-based) among key(0..n-1)
+ * into st->prefix; st is device memory the caller reserved. */
+template <class Key>
+static int cc_select_kth(kg_cc *cc, Key key, int64_t n, unsigned long long k, cc_select_state *st) {
+  int rc = KG_OK;
+  /* A kernel, not a copy from the host: a pageable copy would wait for the stream. */
+  cc_k_select_init<<<1, 256, 0, cc->stream>>>(st, k);
+  CC_LAUNCHED();
+  for (int pass = 0; pass < 4; pass++) {
+    cc_k_select_pass<Key><<<cc_blocks(n, 256, 1024), 256, 0, cc->stream>>>(key, n, st, 24 - 8 * pass);
+    CC_LAUNCHED();
+  }
+done:
+  return rc;
+}
+
+#endif

@@ -1,0 +1,444 @@
+/* The CUDA compression engine (see compress/engine.h and cc.h): statistics
+ * accumulate on the device from the block forward's hook, are summed over
+ * the team with NCCL, and each linear is solved on the device from its fp32
+ * host master weights (uploaded to scratch, solved in fp32, downloaded).
+ * Options the device solvers do not take (the Wanda variant, RTN, blocksize
+ * > 128, M > 64 for masks) are solved on the host from downloaded statistics,
+ * with the same results as the host engine would give from those statistics. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/compress_internal.h"
+#include "compress/cuda/cc.h"
+#include "compress/engine.h"
+#include "compress/stats.h"
+#include "io/error.h"
+#include "io/log.h"
+#include "model/cuda/kg_cuda.h"
+
+typedef struct cuda_engine {
+  kg_engine base;
+  const kg_cuda_context *ctx;
+  kg_cc *cc;
+  kg_cc_team *team;       /* NULL without a team communicator */
+  /* activations */
+  size_t sample;          /* floats per sample */
+  int n;
+  int pinned;             /* sets live in pinned host memory (memory budget) */
+  uint16_t *acts[2];      /* fp16 bits [n * sample]: device, or pinned host */
+  float *scales[2];       /* device [n]: each sample's power-of-two scale */
+  uint16_t *stage;        /* device [sample] (pinned mode) */
+  /* statistics */
+  kg_cc_stats stats[KG_INPUT_COUNT], recon[KG_INPUT_COUNT];
+  int with_gram;
+  int min_input;          /* inputs below were released (solves come in input order) */
+  cudaEvent_t *events;    /* pairs around each accumulation, for timing */
+  int n_events, cap_events;
+  double stats_seconds;
+  /* solves */
+  float *dW, *dW0, *dWork; /* device [rows * cols] */
+  size_t w_cap, w0_cap, work_cap;
+  double *host_scaler[KG_INPUT_COUNT];
+  double *sqrt_scaler[KG_INPUT_COUNT]; /* device */
+  kg_cc_factor factor;
+} cuda_engine;
+
+static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
+
+#define ENG_CUDA(call)                                                                                     \
+  do {                                                                                                     \
+    cudaError_t eng_e_ = (call);                                                                           \
+    if (eng_e_ != cudaSuccess) return kg_cc_cuda_fail(eng_e_, #call, __FILE__, __LINE__);                  \
+  } while (0)
+
+static void release_input(cuda_engine *c, int in) {
+  kg_cc_stats_free(&c->stats[in]);
+  kg_cc_stats_free(&c->recon[in]);
+  free(c->host_scaler[in]);
+  c->host_scaler[in] = NULL;
+  kg_cc_free(c->sqrt_scaler[in]);
+  c->sqrt_scaler[in] = NULL;
+}
+
+static void cu_solve_end(kg_engine *e) { kg_cc_factor_free(&cu_of(e)->factor); }
+
+static void stats_release(cuda_engine *c) {
+  kg_cc_factor_free(&c->factor);
+  for (int in = 0; in < KG_INPUT_COUNT; in++) release_input(c, in);
+  c->min_input = 0;
+}
+
+static void cu_destroy(kg_engine *e) {
+  cuda_engine *c = cu_of(e);
+  if (c->cc) kg_cc_sync(c->cc);
+  stats_release(c);
+  for (int i = 0; i < 2; i++) {
+    if (c->pinned)
+      cudaFreeHost(c->acts[i]);
+    else
+      kg_cc_free(c->acts[i]);
+    kg_cc_free(c->scales[i]);
+  }
+  kg_cc_free(c->stage);
+  kg_cc_free(c->dW);
+  kg_cc_free(c->dW0);
+  kg_cc_free(c->dWork);
+  for (int i = 0; i < c->cap_events; i++) cudaEventDestroy(c->events[i]);
+  free(c->events);
+  kg_cc_destroy(c->cc);
+  free(c);
+}
+
+static int cu_acts_init(kg_engine *e, int n, int T, int dim) {
+  cuda_engine *c = cu_of(e);
+  c->n = n;
+  c->sample = (size_t)T * dim;
+  const size_t bytes = (size_t)n * c->sample * sizeof(uint16_t);
+  c->pinned = c->ctx->memory_budget_bytes > 0;
+  for (int i = 0; i < 2; i++) {
+    KG_TRY(kg_cc_alloc((void **)&c->scales[i], (size_t)n * sizeof(float), "activation scales"));
+    if (c->pinned) {
+      cudaError_t err = cudaMallocHost((void **)&c->acts[i], bytes);
+      if (err != cudaSuccess) {
+        c->acts[i] = NULL;
+        return kg_error(KG_ERR_NOMEM, "no pinned host memory for calibration activations (%d x %d tokens, %.1f GiB)",
+                        n, T, (double)bytes / 1073741824.0);
+      }
+    } else {
+      KG_TRY(kg_cc_alloc((void **)&c->acts[i], bytes, "calibration activations (16-bit)"));
+    }
+  }
+  if (c->pinned) KG_TRY(kg_cc_alloc((void **)&c->stage, c->sample * sizeof(uint16_t), "an activation staging buffer"));
+  kg_debug("calibration activations: 2 x %.2f GiB fp16 in %s memory", (double)bytes / 1073741824.0,
+           c->pinned ? "pinned host" : "device");
+  return KG_OK;
+}
+
+static int cu_acts_load(kg_engine *e, int set, int s, float *x) {
+  cuda_engine *c = cu_of(e);
+  const uint16_t *src = c->acts[set] + (size_t)s * c->sample;
+  if (c->pinned) {
+    ENG_CUDA(cudaMemcpyAsync(c->stage, src, c->sample * sizeof(uint16_t), cudaMemcpyHostToDevice, c->cc->stream));
+    src = c->stage;
+  }
+  return kg_cc_unpack16(c->cc, src, (int64_t)c->sample, c->scales[set] + s, x);
+}
+
+static int cu_acts_store(kg_engine *e, int set, int s, const float *x) {
+  cuda_engine *c = cu_of(e);
+  uint16_t *dst = c->acts[set] + (size_t)s * c->sample;
+  KG_TRY(kg_cc_pack16(c->cc, x, (int64_t)c->sample, c->pinned ? c->stage : dst, c->scales[set] + s));
+  if (c->pinned)
+    ENG_CUDA(cudaMemcpyAsync(dst, c->stage, c->sample * sizeof(uint16_t), cudaMemcpyDeviceToHost, c->cc->stream));
+  return KG_OK;
+}
+
+static void cu_acts_swap(kg_engine *e) {
+  cuda_engine *c = cu_of(e);
+  uint16_t *a = c->acts[0];
+  float *s = c->scales[0];
+  c->acts[0] = c->acts[1];
+  c->scales[0] = c->scales[1];
+  c->acts[1] = a;
+  c->scales[1] = s;
+}
+
+static int cu_stats_begin(kg_engine *e, const kg_stats_plan *plan) {
+  cuda_engine *c = cu_of(e);
+  stats_release(c);
+  c->with_gram = plan->with_gram;
+  for (int in = 0; in < KG_INPUT_COUNT; in++) {
+    if (!plan->want[in]) continue;
+    KG_TRY(kg_cc_stats_init(c->cc, &c->stats[in], plan->width[in], plan->with_gram));
+    if (plan->with_recon && !plan->with_gram) KG_TRY(kg_cc_stats_init(c->cc, &c->recon[in], plan->width[in], 1));
+  }
+  return KG_OK;
+}
+
+static int next_event_pair(cuda_engine *c, cudaEvent_t *start, cudaEvent_t *stop) {
+  if (c->n_events + 2 > c->cap_events) {
+    const int cap = c->cap_events ? 2 * c->cap_events : 256;
+    cudaEvent_t *grown = realloc(c->events, (size_t)cap * sizeof(cudaEvent_t));
+    if (!grown) return kg_error(KG_ERR_NOMEM, "out of memory");
+    c->events = grown;
+    for (int i = c->cap_events; i < cap; i++) {
+      if (cudaEventCreate(&c->events[i]) != cudaSuccess) {
+        c->cap_events = i;
+        return kg_error(KG_ERR_DEVICE, "CUDA: cudaEventCreate failed");
+      }
+    }
+    c->cap_events = cap;
+  }
+  *start = c->events[c->n_events++];
+  *stop = c->events[c->n_events++];
+  return KG_OK;
+}
+
+static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon) {
+  cuda_engine *c = cu_of(e);
+  cudaEvent_t t0, t1;
+  KG_TRY(next_event_pair(c, &t0, &t1));
+  ENG_CUDA(cudaEventRecord(t0, c->cc->stream));
+  KG_TRY(kg_cc_stats_add(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, rows, 1));
+  ENG_CUDA(cudaEventRecord(t1, c->cc->stream));
+  return KG_OK;
+}
+
+static int cu_stats_finish(kg_engine *e) {
+  cuda_engine *c = cu_of(e);
+  KG_TRY(kg_cc_check_finite(c->cc, "calibration activations"));
+  for (int i = 0; i + 1 < c->n_events; i += 2) {
+    float ms = 0.0f;
+    ENG_CUDA(cudaEventElapsedTime(&ms, c->events[i], c->events[i + 1]));
+    c->stats_seconds += ms / 1000.0;
+  }
+  c->n_events = 0;
+  return KG_OK;
+}
+
+static int cu_stats_allreduce(kg_engine *e, MPI_Comm team) {
+  cuda_engine *c = cu_of(e);
+  if (team == MPI_COMM_NULL) return KG_OK;
+  if (!c->team) return kg_error(KG_ERR_ARG, "device stats allreduce: the engine was made without a team");
+  for (int in = 0; in < KG_INPUT_COUNT; in++) {
+    if (c->stats[in].d) KG_TRY(kg_cc_team_sum_stats(c->team, c->cc, team, &c->stats[in]));
+    if (c->recon[in].d) KG_TRY(kg_cc_team_sum_stats(c->team, c->cc, team, &c->recon[in]));
+  }
+  return kg_cc_sync(c->cc);
+}
+
+static double cu_stats_seconds(kg_engine *e) { return cu_of(e)->stats_seconds; }
+
+/* scaler_row on the host, the way kg_stats_scaler_row computes it. */
+static int host_scaler(cuda_engine *c, kg_linear_input in, const double **out) {
+  kg_cc_stats *st = &c->stats[in];
+  if (!st->d) return kg_error(KG_ERR_ARG, "no statistics for input %s", kg_linear_input_name(in));
+  if (st->n_samples <= 0) return kg_error(KG_ERR_ARG, "scaler_row: no calibration samples accumulated");
+  if (!c->host_scaler[in]) {
+    double *s = malloc((size_t)st->d * sizeof(double));
+    if (!s) return kg_error(KG_ERR_NOMEM, "out of memory");
+    int rc = kg_cc_download(c->cc, s, st->sqnorm, (size_t)st->d * sizeof(double));
+    if (rc < 0) {
+      free(s);
+      return rc;
+    }
+    for (int64_t j = 0; j < st->d; j++) s[j] /= (double)st->n_samples;
+    c->host_scaler[in] = s;
+  }
+  *out = c->host_scaler[in];
+  return KG_OK;
+}
+
+static int cu_scaler_row(kg_engine *e, kg_linear_input in, double *out) {
+  cuda_engine *c = cu_of(e);
+  const double *s = NULL;
+  KG_TRY(host_scaler(c, in, &s));
+  memcpy(out, s, (size_t)c->stats[in].d * sizeof(double));
+  return KG_OK;
+}
+
+static int device_sqrt_scaler(cuda_engine *c, kg_linear_input in, const double **out) {
+  if (!c->sqrt_scaler[in]) {
+    const double *s = NULL;
+    KG_TRY(host_scaler(c, in, &s));
+    const int64_t d = c->stats[in].d;
+    double *q = malloc((size_t)d * sizeof(double));
+    if (!q) return kg_error(KG_ERR_NOMEM, "out of memory");
+    int rc = KG_OK;
+    for (int64_t j = 0; j < d && rc >= 0; j++) {
+      if (!(s[j] >= 0.0) || !isfinite(s[j]))
+        rc = kg_error(KG_ERR_NUMERIC, "wanda: scaler_row[%lld] = %g is not a finite non-negative value", (long long)j, s[j]);
+      q[j] = sqrt(s[j]);
+    }
+    if (rc >= 0) rc = kg_cc_alloc((void **)&c->sqrt_scaler[in], (size_t)d * sizeof(double), "a Wanda scaler");
+    if (rc >= 0) rc = kg_cc_upload(c->cc, c->sqrt_scaler[in], q, (size_t)d * sizeof(double));
+    free(q);
+    if (rc < 0) return rc;
+  }
+  *out = c->sqrt_scaler[in];
+  return KG_OK;
+}
+
+static int grow(float **buf, size_t *cap, size_t n, const char *what) {
+  if (n <= *cap) return KG_OK;
+  kg_cc_free(*buf);
+  *buf = NULL;
+  *cap = 0;
+  KG_TRY(kg_cc_alloc((void **)buf, n * sizeof(float), what));
+  *cap = n;
+  return KG_OK;
+}
+
+/* Whether the device solvers take this method with these options. */
+static int device_solvable(const kg_compress_opts *o) {
+  switch (o->method) {
+  case KG_METHOD_MAGNITUDE: return o->prune_n == 0 || o->prune_m <= 64;
+  case KG_METHOD_WANDA:
+  case KG_METHOD_OWL_WANDA: return o->prune_n ? o->prune_m <= 64 : !o->use_variant;
+  case KG_METHOD_SPARSEGPT:
+  case KG_METHOD_OWL_SPARSEGPT:
+  case KG_METHOD_GPTQ: return kg_cc_obs_supported(o->blocksize, o->prune_n, o->prune_m);
+  default: return 0;
+  }
+}
+
+static int device_solve(cuda_engine *c, const kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
+  const kg_compress_opts *o = c->base.o;
+  const int64_t rows = lin->rows, cols = lin->cols;
+  kg_prune_opts popts = {sparsity, o->prune_n, o->prune_m, o->use_variant};
+  switch (o->method) {
+  case KG_METHOD_MAGNITUDE: return kg_cc_magnitude_prune(c->cc, c->dW, rows, cols, &popts);
+  case KG_METHOD_WANDA:
+  case KG_METHOD_OWL_WANDA: {
+    const double *ss = NULL;
+    KG_TRY(kg_cc_flag_nonfinite(c->cc, c->dW, rows * cols));
+    KG_TRY(kg_cc_check_finite(c->cc, "wanda: weight"));
+    KG_TRY(device_sqrt_scaler(c, in, &ss));
+    return kg_cc_wanda_prune(c->cc, c->dW, rows, cols, ss, &popts);
+  }
+  default: break;
+  }
+  kg_cc_stats *st = &c->stats[in];
+  if (!st->gram) return kg_error(KG_ERR_ARG, "%s needs the Hessian of its input", kg_method_name(o->method));
+  kg_quant_opts quant = o->quant;
+  kg_cc_obs_job job = {
+      .W = c->dW, .rows = rows, .cols = cols, .G = st->gram, .n_samples = st->n_samples, .blocksize = o->blocksize,
+      .percdamp = o->percdamp, .max_damp_retries = 3,
+  };
+  if (o->method == KG_METHOD_GPTQ) {
+    job.quant = &quant;
+    job.act_order = o->act_order;
+    if (o->act_order) {
+      KG_TRY(grow(&c->dWork, &c->work_cap, (size_t)(rows * cols), "an act_order work buffer"));
+      job.work = c->dWork;
+    }
+  } else {
+    job.sparsity = o->prune_n ? 0.0 : sparsity;
+    job.prune_n = o->prune_n;
+    job.prune_m = o->prune_m;
+  }
+  kg_obs_result res;
+  KG_TRY(kg_cc_obs_sweep(c->cc, &job, &c->factor, &res));
+  out->percdamp = res.percdamp;
+  out->damp_retries = res.retries;
+  return KG_OK;
+}
+
+/* The host path: kg_compress_linear on downloaded statistics. */
+static int host_solve(cuda_engine *c, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
+  const kg_compress_opts *o = c->base.o;
+  const int64_t cols = lin->cols;
+  const double *scaler = NULL;
+  double *H = NULL;
+  kg_linear_stats hs;
+  int rc = KG_OK;
+  memset(&hs, 0, sizeof(hs));
+  kg_cc_stats *st = &c->stats[in];
+  if (st->d && (rc = host_scaler(c, in, &scaler)) < 0) goto done;
+  if (st->gram) {
+    if ((rc = kg_stats_init(&hs, cols, 1)) < 0) goto done;
+    if ((rc = kg_cc_stats_download(c->cc, st, &hs)) < 0) goto done;
+    if (!(H = malloc((size_t)cols * cols * sizeof(double)))) {
+      rc = kg_error(KG_ERR_NOMEM, "out of memory for a %lldx%lld Hessian", (long long)cols, (long long)cols);
+      goto done;
+    }
+    if ((rc = kg_stats_hessian(&hs, H)) < 0) goto done;
+  }
+  kg_linear_report lr = {0};
+  if ((rc = kg_compress_linear(o, sparsity, lin->w, lin->rows, cols, scaler, H, &lr)) < 0) goto done;
+  out->percdamp = lr.percdamp;
+  out->damp_retries = lr.damp_retries;
+done:
+  kg_stats_free(&hs);
+  free(H);
+  return rc;
+}
+
+static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
+  cuda_engine *c = cu_of(e);
+  const int64_t rows = lin->rows, cols = lin->cols;
+  const size_t n = (size_t)(rows * cols), bytes = n * sizeof(float);
+  const double t0 = kg_now();
+  out->recon_error = out->recon_relative = out->percdamp = NAN;
+  out->damp_retries = 0;
+  if ((int)in < c->min_input)
+    return kg_error(KG_ERR_ARG, "the statistics of input %s were released (linears must come in input order)",
+                    kg_linear_input_name(in));
+  /* Inputs below this one are done with: free their Grams before the solve
+   * allocates (the down projection's is the largest). */
+  for (int k = c->min_input; k < (int)in; k++) release_input(c, k);
+  if (c->factor.U && c->factor.G != c->stats[in].gram) kg_cc_factor_free(&c->factor);
+  c->min_input = in;
+  const kg_cc_stats *gsrc = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
+  const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
+  KG_TRY(grow(&c->dW, &c->w_cap, n, "a weight matrix"));
+  KG_TRY(grow(&c->dW0, &c->w0_cap, n, "a weight matrix"));
+  KG_TRY(kg_cc_upload(c->cc, c->dW0, lin->w, bytes));
+  if (device_solvable(e->o)) {
+    ENG_CUDA(cudaMemcpyAsync(c->dW, c->dW0, bytes, cudaMemcpyDeviceToDevice, c->cc->stream));
+    KG_TRY(device_solve(c, lin, in, sparsity, out));
+    KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
+    KG_TRY(kg_cc_download(c->cc, lin->w, c->dW, bytes));
+  } else {
+    KG_TRY(host_solve(c, lin, in, sparsity, out));
+    KG_TRY(kg_cc_upload(c->cc, c->dW, lin->w, bytes));
+    KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
+  }
+  if (G) {
+    double err = NAN, base = NAN;
+    KG_TRY(kg_cc_recon_error(c->cc, c->dW0, c->dW, rows, cols, G, &err, &base));
+    out->recon_error = err;
+    out->recon_relative = base > 0 ? err / base : NAN;
+  }
+  out->seconds = kg_now() - t0;
+  return KG_OK;
+}
+
+static const kg_engine_ops cuda_ops = {
+    .name = "cuda",
+    .destroy = cu_destroy,
+    .acts_init = cu_acts_init,
+    .acts_load = cu_acts_load,
+    .acts_store = cu_acts_store,
+    .acts_swap = cu_acts_swap,
+    .stats_begin = cu_stats_begin,
+    .stats_add = cu_stats_add,
+    .stats_finish = cu_stats_finish,
+    .stats_allreduce = cu_stats_allreduce,
+    .stats_seconds = cu_stats_seconds,
+    .scaler_row = cu_scaler_row,
+    .solve = cu_solve,
+    .solve_end = cu_solve_end,
+};
+
+int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **out) {
+  int rc = KG_OK;
+  *out = NULL;
+  const kg_cuda_context *ctx = kg_cuda_context_of(m->be);
+  if (!ctx) return kg_error(KG_ERR_UNSUPPORTED, "the CUDA compression engine needs the CUDA backend");
+  cuda_engine *c = calloc(1, sizeof(*c));
+  if (!c) return kg_error(KG_ERR_NOMEM, "out of memory");
+  c->base.ops = &cuda_ops;
+  c->base.m = m;
+  c->base.o = o;
+  c->ctx = ctx;
+  rc = kg_cc_create(ctx->device, ctx->stream, &c->cc);
+  if (o->team != MPI_COMM_NULL) {
+    /* NCCL setup is collective: every rank must get there, or none. */
+    int mine = rc < 0 ? rc : 0, worst = 0;
+    if (MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MIN, o->team) != MPI_SUCCESS)
+      rc = kg_error(KG_ERR_COMM, "MPI_Allreduce failed");
+    else if (worst < 0 && rc >= 0)
+      rc = kg_error(worst, "another rank of the team failed");
+    if (rc >= 0) rc = kg_cc_team_get(o->team, ctx->device, &c->team);
+  }
+  if (rc < 0) {
+    cu_destroy(&c->base);
+    return rc;
+  }
+  *out = &c->base;
+  return KG_OK;
+}
+
+void kg_engine_shutdown(void) { kg_cc_team_release_all(); }

@@ -1,0 +1,394 @@
+/* Causal attention with GQA on the CUDA backend.
+ *
+ * Long sequences run a flash-style kernel on the tensor cores (mma.sync
+ * m16n8k16, 16-bit operands, float32 accumulation): one CTA of 4 warps per
+ * (sequence, head, 64 query rows), key/value tiles of 64 positions through
+ * shared memory, online softmax in registers, so the score matrix never
+ * exists in memory. 16-bit inputs are copied with cp.async, double-buffered;
+ * float32 inputs are converted on load. Short query blocks (decode) and
+ * head sizes the tensor-core kernel does not cover run a float32 kernel with
+ * one warp per (query row, head). */
+#include <math.h>
+
+#include "model/cuda/cuda_internal.h"
+#include "model/cuda/cuda_types.cuh"
+
+#define BM 64
+#define BN 64
+#define FLASH_THREADS 128
+
+/* ---- PTX wrappers ---- */
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+template <typename T16> __device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__half>(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/* ---- tile loads: rows [row0, row0 + 64) of a strided matrix, zero past n_valid ---- */
+
+template <typename T16, int D>
+__device__ __forceinline__ void tile_async(T16 *dst, const T16 *src, size_t stride, int row0, int n_valid) {
+  constexpr int LD = D + 8, CH = D / 8; /* 16-byte chunks per row */
+  for (int c = threadIdx.x; c < BM * CH; c += FLASH_THREADS) {
+    const int r = c / CH, col = (c % CH) * 8;
+    const bool ok = r < n_valid;
+    const T16 *g = ok ? src + (size_t)(row0 + r) * stride + col : src;
+    cp_async16(dst + r * LD + col, g, ok ? 16 : 0);
+  }
+}
+
+template <typename T16, int D>
+__device__ __forceinline__ void tile_convert(T16 *dst, const float *src, size_t stride, int row0, int n_valid) {
+  constexpr int LD = D + 8, CH = D / 8;
+  for (int c = threadIdx.x; c < BM * CH; c += FLASH_THREADS) {
+    const int r = c / CH, col = (c % CH) * 8;
+    uint4 o = make_uint4(0, 0, 0, 0);
+    if (r < n_valid) {
+      const float4 *g = reinterpret_cast<const float4 *>(src + (size_t)(row0 + r) * stride + col);
+      const float4 a = g[0], b = g[1];
+      o.x = kg_pack2<T16>(a.x, a.y);
+      o.y = kg_pack2<T16>(a.z, a.w);
+      o.z = kg_pack2<T16>(b.x, b.y);
+      o.w = kg_pack2<T16>(b.z, b.w);
+    }
+    *reinterpret_cast<uint4 *>(dst + r * LD + col) = o;
+  }
+}
+
+template <typename T16, int D, typename TIn>
+__device__ __forceinline__ void tile_load(T16 *dst, const TIn *src, size_t stride, int row0, int n_valid) {
+  if constexpr (sizeof(TIn) == 2) tile_async<T16, D>(dst, (const T16 *)src, stride, row0, n_valid);
+  else tile_convert<T16, D>(dst, (const float *)src, stride, row0, n_valid);
+}
+
+template <typename TOut> __device__ __forceinline__ void store2(TOut *p, float a, float b);
+template <> __device__ __forceinline__ void store2<float>(float *p, float a, float b) {
+  *reinterpret_cast<float2 *>(p) = make_float2(a, b);
+}
+template <> __device__ __forceinline__ void store2<__nv_bfloat16>(__nv_bfloat16 *p, float a, float b) {
+  *reinterpret_cast<uint32_t *>(p) = kg_pack2<__nv_bfloat16>(a, b);
+}
+template <> __device__ __forceinline__ void store2<__half>(__half *p, float a, float b) {
+  *reinterpret_cast<uint32_t *>(p) = kg_pack2<__half>(a, b);
+}
+
+/* ---- the tensor-core kernel ---- */
+
+template <typename T16, int D, typename TIn, typename TOut>
+__global__ void __launch_bounds__(FLASH_THREADS) k_flash(const TIn *__restrict__ Q, const TIn *__restrict__ K,
+                                                        const TIn *__restrict__ V, TOut *__restrict__ O,
+                                                        kg_attn_params p, float scale_log2) {
+  constexpr bool ASYNC = sizeof(TIn) == 2;
+  constexpr int LD = D + 8;       /* padded rows: ldmatrix row addresses fall in distinct banks */
+  constexpr int NBUF = ASYNC ? 2 : 1;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T16 *Qs = reinterpret_cast<T16 *>(smem_raw);
+  T16 *Ks = Qs + BM * LD;         /* [NBUF][BN][LD] */
+  T16 *Vs = Ks + NBUF * BN * LD;  /* [NBUF][BN][LD] */
+
+  const int tile = gridDim.x - 1 - blockIdx.x; /* the longest tiles start first */
+  const int h = blockIdx.y, s = blockIdx.z;
+  const int kvh = h / (p.n_heads / p.n_kv_heads);
+  const int m0 = tile * BM;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int kv_total = p.pos0 + p.T;
+
+  const TIn *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const TIn *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  const TIn *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  TOut *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+
+  const int q_rows = min(BM, p.T - m0);
+  const int kv_end = min(p.pos0 + m0 + BM, kv_total); /* keys the tile's last row can see */
+  const int n_tiles = (kv_end + BN - 1) / BN;
+
+  tile_load<T16, D>(Qs, qb, p.q_stride, m0, q_rows);
+  tile_load<T16, D>(Ks, kb, p.kv_width, 0, min(BN, kv_total));
+  tile_load<T16, D>(Vs, vb, p.kv_width, 0, min(BN, kv_total));
+  if constexpr (ASYNC) cp_async_commit();
+
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const int q_pos0 = p.pos0 + m0 + warp * 16 + g; /* position of this thread's first row; second is +8 */
+
+  for (int kt = 0; kt < n_tiles; kt++) {
+    const int buf = ASYNC ? (kt & 1) : 0;
+    const int n0 = kt * BN;
+    if constexpr (ASYNC) {
+      if (kt + 1 < n_tiles) {
+        const int n1 = n0 + BN;
+        tile_load<T16, D>(Ks + (buf ^ 1) * BN * LD, kb, p.kv_width, n1, min(BN, kv_total - n1));
+        tile_load<T16, D>(Vs + (buf ^ 1) * BN * LD, vb, p.kv_width, n1, min(BN, kv_total - n1));
+      }
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else if (kt > 0) {
+      __syncthreads(); /* everyone is done with the previous tile */
+      tile_load<T16, D>(Ks, kb, p.kv_width, n0, min(BN, kv_total - n0));
+      tile_load<T16, D>(Vs, vb, p.kv_width, n0, min(BN, kv_total - n0));
+    }
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
+    }
+    const T16 *Kt = Ks + buf * BN * LD, *Vt = Vs + buf * BN * LD;
+
+    /* S = Q K^T: 16 rows x 64 keys per warp */
+    float sc[BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+      for (int nn = 0; nn < BN / 16; nn++) {
+        uint32_t b[4];
+        ldmatrix_x4(b, Kt + (nn * 16 + (lane % 8) + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+        mma16816<T16>(sc[2 * nn], qf[kk], b[0], b[1]);
+        mma16816<T16>(sc[2 * nn + 1], qf[kk], b[2], b[3]);
+      }
+    }
+
+    /* scale, causal mask, online softmax (rows g and g + 8 of the warp) */
+    const bool masked = n0 + BN - 1 > p.pos0 + m0 + warp * 16 || n0 + BN > kv_total;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float v = sc[j][e] * scale_log2;
+        if (masked) {
+          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
+          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
+          if (key > qpos || key >= kv_total) v = -INFINITY;
+        }
+        sc[j][e] = v;
+        mx[e >> 1] = fmaxf(mx[e >> 1], v);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m_run[r], mx[r]);
+      /* A row that has seen only masked keys keeps m = -inf; subtract 0 then. */
+      const float base = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m_run[r] - base);
+      m_run[r] = m_new;
+      mx[r] = base;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float pv = exp2f(sc[j][e] - mx[e >> 1]);
+        sc[j][e] = pv;
+        rs[e >> 1] += pv;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+      o[j][0] *= alpha[0];
+      o[j][1] *= alpha[0];
+      o[j][2] *= alpha[1];
+      o[j][3] *= alpha[1];
+    }
+
+    /* O += P V, P from the score registers (16-bit), V through ldmatrix.trans */
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t a[4];
+      a[0] = kg_pack2<T16>(sc[2 * kk][0], sc[2 * kk][1]);
+      a[1] = kg_pack2<T16>(sc[2 * kk][2], sc[2 * kk][3]);
+      a[2] = kg_pack2<T16>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+      a[3] = kg_pack2<T16>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+      for (int dn = 0; dn < D / 16; dn++) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8);
+        mma16816<T16>(o[2 * dn], a, b[0], b[1]);
+        mma16816<T16>(o[2 * dn + 1], a, b[2], b[3]);
+      }
+    }
+    if constexpr (ASYNC) __syncthreads(); /* the next iteration's copies overwrite this buffer */
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.0f / l;
+    const int t = m0 + warp * 16 + g + 8 * r;
+    if (t < p.T) {
+      TOut *row = ob + (size_t)t * p.q_stride;
+#pragma unroll
+      for (int j = 0; j < D / 8; j++) store2<TOut>(row + j * 8 + 2 * t4, o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
+    }
+  }
+}
+
+/* ---- float32 fallback: one warp per (query row, head) ---- */
+
+#define WARP_MAX_D 256
+
+template <typename TIn, typename TOut>
+__global__ void k_attn_warp(const TIn *__restrict__ Q, const TIn *__restrict__ K, const TIn *__restrict__ V,
+                            TOut *__restrict__ O, kg_attn_params p, float scale) {
+  __shared__ float qs[4][WARP_MAX_D];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t item = (int64_t)blockIdx.x * 4 + warp; /* (row, head) */
+  const int64_t rows = (int64_t)p.n_seq * p.T;
+  const bool active = item < rows * p.n_heads;
+  const int D = p.head_dim;
+  const int64_t row = active ? item / p.n_heads : 0;
+  const int h = active ? (int)(item % p.n_heads) : 0;
+  const int s = (int)(row / p.T), t = (int)(row % p.T);
+  const int kvh = h / (p.n_heads / p.n_kv_heads);
+  const TIn *q = Q + (size_t)row * p.q_stride + (size_t)h * D;
+  for (int d = lane; d < D; d += 32) qs[warp][d] = active ? kg_to_f<TIn>(q[d]) : 0.0f;
+  __syncwarp();
+  if (!active) return;
+  const TIn *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  const TIn *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  const int n_keys = p.pos0 + t + 1;
+  float acc[WARP_MAX_D / 32];
+#pragma unroll
+  for (int i = 0; i < WARP_MAX_D / 32; i++) acc[i] = 0.0f;
+  float m_run = -INFINITY, l_run = 0.0f;
+  for (int j0 = 0; j0 < n_keys; j0 += 32) {
+    const int j = j0 + lane;
+    float sc = -INFINITY;
+    if (j < n_keys) {
+      const TIn *kr = kb + (size_t)j * p.kv_width;
+      float dot = 0.0f;
+      for (int d = 0; d < D; d++) dot += qs[warp][d] * kg_to_f<TIn>(kr[d]);
+      sc = dot * scale;
+    }
+    float mx = sc;
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float m_new = fmaxf(m_run, mx); /* finite: key j0 is always visible */
+    const float alpha = expf(m_run - m_new);
+    const float pj = j < n_keys ? expf(sc - m_new) : 0.0f;
+    float ps = pj;
+    for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+    l_run = l_run * alpha + ps;
+    m_run = m_new;
+    const int n_here = min(32, n_keys - j0);
+#pragma unroll
+    for (int i = 0; i < WARP_MAX_D / 32; i++) acc[i] *= alpha;
+    for (int k = 0; k < n_here; k++) {
+      const float pk = __shfl_sync(0xffffffffu, pj, k);
+      const TIn *vr = vb + (size_t)(j0 + k) * p.kv_width;
+#pragma unroll
+      for (int i = 0; i < WARP_MAX_D / 32; i++) {
+        const int d = lane + 32 * i;
+        if (d < D) acc[i] += pk * kg_to_f<TIn>(vr[d]);
+      }
+    }
+  }
+  TOut *out = O + (size_t)row * p.q_stride + (size_t)h * D;
+  const float inv = 1.0f / l_run;
+#pragma unroll
+  for (int i = 0; i < WARP_MAX_D / 32; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) out[d] = kg_from_f<TOut>(acc[i] * inv);
+  }
+}
+
+/* ---- dispatch ---- */
+
+template <typename T16, int D, typename TIn, typename TOut>
+static int launch_flash(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
+  constexpr int NBUF = sizeof(TIn) == 2 ? 2 : 1;
+  const size_t smem = (size_t)(BM + 2 * NBUF * BN) * (D + 8) * sizeof(T16);
+  static bool configured = false; /* per instantiation; the attribute is per device function */
+  if (!configured) {
+    KG_CUDA(cudaFuncSetAttribute(k_flash<T16, D, TIn, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    configured = true;
+  }
+  dim3 grid((unsigned)((a->T + BM - 1) / BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
+  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
+  k_flash<T16, D, TIn, TOut><<<grid, FLASH_THREADS, smem, c->ctx.stream>>>(
+      (const TIn *)a->q, (const TIn *)a->k_cache, (const TIn *)a->v_cache, (TOut *)a->out, p, scale_log2);
+  KG_CUDA_LAUNCHED("flash attention");
+  return KG_OK;
+}
+
+template <typename T16, typename TIo>
+static int attention_typed(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
+  /* Tensor cores once a query tile is reasonably full; decode-sized blocks
+   * would waste most of a 64-row tile. */
+  if (a->T >= 16) {
+    switch (a->head_dim) {
+    case 64: return launch_flash<T16, 64, TIo, TIo>(c, a, p);
+    case 96: return launch_flash<T16, 96, TIo, TIo>(c, a, p);
+    case 128: return launch_flash<T16, 128, TIo, TIo>(c, a, p);
+    default: break;
+    }
+  }
+  const int64_t items = (int64_t)a->n_seq * a->T * a->n_heads;
+  const unsigned blocks = (unsigned)((items + 3) / 4);
+  const float scale = 1.0f / sqrtf((float)a->head_dim);
+  k_attn_warp<TIo, TIo><<<blocks, 128, 0, c->ctx.stream>>>((const TIo *)a->q, (const TIo *)a->k_cache,
+                                                          (const TIo *)a->v_cache, (TIo *)a->out, p, scale);
+  KG_CUDA_LAUNCHED("attention");
+  return KG_OK;
+}
+
+int kg_cuda_attention(kg_cuda_impl *c, const kg_attention_args *a, int in16) {
+  if (a->n_seq <= 0 || a->T <= 0) return KG_OK;
+  if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
+    return kg_error(KG_ERR_ARG, "attention: %d heads are not a multiple of %d KV heads", a->n_heads, a->n_kv_heads);
+  if (a->head_dim > WARP_MAX_D || a->head_dim <= 0)
+    return kg_error(KG_ERR_UNSUPPORTED, "CUDA attention supports head_dim up to %d, got %d", WARP_MAX_D, a->head_dim);
+  if (a->pos0 < 0 || a->pos0 + a->T > a->kv_stride)
+    return kg_error(KG_ERR_ARG, "attention: positions %d..%d exceed the cache stride %d", a->pos0, a->pos0 + a->T - 1,
+                    a->kv_stride);
+  if ((int64_t)a->n_seq * a->T * a->n_heads / 4 >= INT32_MAX || a->n_seq > 65535 || a->n_heads > 65535)
+    return kg_error(KG_ERR_ARG, "attention batch of %d x %d rows x %d heads is too large", a->n_seq, a->T, a->n_heads);
+  kg_attn_params p = {a->n_seq, a->T, a->pos0, a->kv_stride, a->n_heads, a->n_kv_heads, a->head_dim,
+                      a->n_heads * a->head_dim, a->n_kv_heads * a->head_dim};
+  int rc = KG_OK;
+  KG_CUDA_DISPATCH16(c->wdtype, {
+    rc = in16 ? attention_typed<T16, T16>(c, a, p) : attention_typed<T16, float>(c, a, p);
+  });
+  return rc;
+}

@@ -1,0 +1,91 @@
+/* Internals of the CUDA backend (C++; model/cuda/*.cu only). */
+#ifndef KG_MODEL_CUDA_CUDA_INTERNAL_H
+#define KG_MODEL_CUDA_CUDA_INTERNAL_H
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <unordered_map>
+
+#include "model/cuda/kg_cuda.h"
+
+/* Staging slots for streamed blocks: two, so block i+1 uploads (copy stream)
+ * while block i computes (main stream). */
+#define KG_CUDA_SLOTS 2
+#define KG_CUDA_SLOT_MAX_WEIGHTS 16
+
+struct kg_cuda_slot {
+  void *dev;          /* device buffer */
+  size_t cap;
+  kg_weight *held[KG_CUDA_SLOT_MAX_WEIGHTS];
+  int n_held;
+  cudaEvent_t ready;  /* upload finished (copy stream) */
+  cudaEvent_t done;   /* last use finished (main stream), recorded when the slot stops being current */
+};
+
+/* A grow-only device scratch buffer. */
+struct kg_cuda_scratch {
+  void *ptr;
+  size_t cap;
+};
+
+struct kg_cuda_impl {
+  kg_cuda_context ctx;           /* public part, see kg_cuda.h */
+  cudaStream_t copy_stream;      /* streamed-weight uploads */
+  kg_dtype wdtype;               /* KG_DT_BF16 or KG_DT_F16: weights and 16-bit activations */
+  size_t device_total;           /* device memory at creation */
+  size_t used;                   /* bytes allocated through the budget */
+  size_t peak;
+  std::unordered_map<void *, size_t> *sizes; /* live allocations */
+  kg_cuda_slot slots[KG_CUDA_SLOTS];
+  int current_slot;              /* slot of the last acquired streamed block, -1 */
+  kg_cuda_scratch cast;          /* 16-bit copy of a linear's float32 input */
+  kg_cuda_scratch stage32;       /* float32 staging of weight uploads */
+  kg_cuda_scratch stage16;       /* 16-bit staging of streamed-weight conversion */
+  kg_cuda_scratch small;         /* token ids, targets, per-row results */
+  kg_cuda_scratch gram;          /* gram_accumulate */
+  int sm_count;
+};
+
+/* Rope frequencies by value: kernels get them as a parameter (no upload). */
+#define KG_CUDA_MAX_HALF 512
+struct kg_rope_freq {
+  float f[KG_CUDA_MAX_HALF];
+};
+
+struct kg_attn_params {
+  int n_seq, T, pos0, kv_stride, n_heads, n_kv_heads, head_dim;
+  int q_stride;   /* elements between query rows: n_heads * head_dim */
+  int kv_width;   /* elements between key rows: n_kv_heads * head_dim */
+};
+
+static inline kg_cuda_impl *kg_cuda_impl_of(kg_backend *be) { return (kg_cuda_impl *)be->impl; }
+
+/* Memory through the budget (kg_error on failure, NULL returned). */
+void *kg_cuda_dev_alloc(kg_cuda_impl *c, size_t bytes, const char *what);
+void kg_cuda_dev_free(kg_cuda_impl *c, void *p);
+/* Makes s hold at least `bytes` (contents are not kept). */
+int kg_cuda_scratch_reserve(kg_cuda_impl *c, kg_cuda_scratch *s, size_t bytes, const char *what);
+
+/* ---- kernels (cuda_kernels.cu, cuda_attention.cu, cuda_head.cu) ---- */
+int kg_cuda_f32_to_16(kg_cuda_impl *c, const float *x, void *y, size_t n);
+int kg_cuda_embed(kg_cuda_impl *c, const void *table, int dim, const int32_t *dtokens, int64_t n, float *out);
+/* y32 and/or y16 (either may be NULL) = norm(x) * gain */
+int kg_cuda_norm(kg_cuda_impl *c, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,
+                 float *y32, void *y16);
+int kg_cuda_rope(kg_cuda_impl *c, void *x, int x16, int n_seq, int T, int pos0, int n_heads, int head_dim,
+                 const float *inv_freq);
+int kg_cuda_swiglu(kg_cuda_impl *c, const void *gate, const void *up, int64_t n, void *out, int h16);
+int kg_cuda_add(kg_cuda_impl *c, float *y, const float *x, int64_t n);
+int kg_cuda_colsq(kg_cuda_impl *c, const float *x, int64_t n, int d, double *dcolsq);
+int kg_cuda_f32_to_f64(kg_cuda_impl *c, const float *x, double *y, size_t n);
+/* in16: q/k/v/out are 16-bit (wdtype) rather than float32 */
+int kg_cuda_attention(kg_cuda_impl *c, const kg_attention_args *a, int in16);
+/* Per-row results into device arrays (dnll [n]; djs [n], dargp/dargq [n]). */
+int kg_cuda_row_nll(kg_cuda_impl *c, const float *logits, int64_t n, int vocab, const int32_t *dtargets, double *dnll);
+int kg_cuda_row_js(kg_cuda_impl *c, const float *p, const float *q, int64_t n, int vocab, double *djs, int32_t *dargp,
+                   int32_t *dargq);
+
+#define KG_CUDA_LAUNCHED(what) KG_CUDA(cudaGetLastError())
+
+#endif

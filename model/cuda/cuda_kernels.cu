@@ -1,0 +1,223 @@
+/* Element-wise and row-wise kernels of the CUDA backend: conversions,
+ * embedding gather, norms, RoPE, SwiGLU, residual add, column sums. All
+ * arithmetic is float32 (16-bit values are widened on load). */
+#include "model/cuda/cuda_internal.h"
+#include "model/cuda/cuda_types.cuh"
+
+static unsigned grid_for(const kg_cuda_impl *c, size_t work, int threads) {
+  size_t blocks = (work + threads - 1) / threads;
+  size_t cap = (size_t)(c->sm_count > 0 ? c->sm_count : 132) * 16;
+  if (blocks > cap) blocks = cap;
+  return blocks ? (unsigned)blocks : 1u;
+}
+
+/* ---- float32 -> 16-bit, four at a time when aligned ---- */
+
+template <typename T>
+__global__ void k_f32_to_16(const float *__restrict__ x, T *__restrict__ y, size_t n, int vec) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (vec) {
+    const size_t n4 = n / 4;
+    for (size_t j = i; j < n4; j += stride) {
+      float4 v = reinterpret_cast<const float4 *>(x)[j];
+      uint2 o;
+      o.x = kg_pack2<T>(v.x, v.y);
+      o.y = kg_pack2<T>(v.z, v.w);
+      reinterpret_cast<uint2 *>(y)[j] = o;
+    }
+    for (size_t j = n4 * 4 + i; j < n; j += stride) y[j] = kg_from_f<T>(x[j]);
+  } else {
+    for (size_t j = i; j < n; j += stride) y[j] = kg_from_f<T>(x[j]);
+  }
+}
+
+int kg_cuda_f32_to_16(kg_cuda_impl *c, const float *x, void *y, size_t n) {
+  if (!n) return KG_OK;
+  const int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)y % 8 == 0);
+  KG_CUDA_DISPATCH16(c->wdtype, (k_f32_to_16<T16><<<grid_for(c, vec ? n / 4 + 1 : n, 256), 256, 0, c->ctx.stream>>>(
+                                    x, (T16 *)y, n, vec)));
+  KG_CUDA_LAUNCHED("f32_to_16");
+  return KG_OK;
+}
+
+__global__ void k_f32_to_f64(const float *__restrict__ x, double *__restrict__ y, size_t n) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = (double)x[i];
+}
+
+int kg_cuda_f32_to_f64(kg_cuda_impl *c, const float *x, double *y, size_t n) {
+  if (!n) return KG_OK;
+  k_f32_to_f64<<<grid_for(c, n, 256), 256, 0, c->ctx.stream>>>(x, y, n);
+  KG_CUDA_LAUNCHED("f32_to_f64");
+  return KG_OK;
+}
+
+/* ---- embedding gather: one block per token row ---- */
+
+template <typename T>
+__global__ void k_embed(const T *__restrict__ table, int dim, const int32_t *__restrict__ tokens, float *__restrict__ out) {
+  const int64_t row = blockIdx.x;
+  const T *src = table + (size_t)tokens[row] * dim;
+  float *dst = out + (size_t)row * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = kg_to_f<T>(src[i]);
+}
+
+int kg_cuda_embed(kg_cuda_impl *c, const void *table, int dim, const int32_t *dtokens, int64_t n, float *out) {
+  if (n <= 0) return KG_OK;
+  if (n > INT32_MAX) return kg_error(KG_ERR_ARG, "embedding of %lld rows is too large", (long long)n);
+  KG_CUDA_DISPATCH16(c->wdtype, (k_embed<T16><<<(unsigned)n, 256, 0, c->ctx.stream>>>((const T16 *)table, dim, dtokens, out)));
+  KG_CUDA_LAUNCHED("embed");
+  return KG_OK;
+}
+
+/* ---- norms: one block per row ---- */
+
+__device__ __forceinline__ float block_sum(float v, float *red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
+  __syncthreads(); /* red may still be read from a previous call */
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = 0.0f;
+  for (int w = 0; w < n_warps; w++) t += red[w];
+  return t;
+}
+
+/* y = norm(x) * gain with the CPU's order of operations: (x * inv) * gain
+ * for RMS, ((x - mean) * inv) * gain for gain-only LayerNorm. */
+template <typename TOut, bool LAYER>
+__global__ void k_norm(const float *__restrict__ x, const float *__restrict__ gain, int d, float eps,
+                       float *__restrict__ y32, TOut *__restrict__ y16) {
+  __shared__ float red[32];
+  const float *xr = x + (size_t)blockIdx.x * d;
+  float mean = 0.0f;
+  if (LAYER) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
+    mean = block_sum(s, red) / (float)d;
+  }
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = xr[i] - mean;
+    ss += v * v;
+  }
+  const float var = block_sum(ss, red) / (float)d;
+  const float inv = 1.0f / sqrtf(var + eps);
+  /* All reads of the row are done (block_sum synchronized), so y may alias x. */
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = (xr[i] - mean) * inv * gain[i];
+    if (y32) y32[(size_t)blockIdx.x * d + i] = v;
+    if (y16) y16[(size_t)blockIdx.x * d + i] = kg_from_f<TOut>(v);
+  }
+}
+
+int kg_cuda_norm(kg_cuda_impl *c, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,
+                 float *y32, void *y16) {
+  if (n <= 0) return KG_OK;
+  if (n > INT32_MAX) return kg_error(KG_ERR_ARG, "norm over %lld rows is too large", (long long)n);
+  const int threads = d >= 1024 ? 256 : d >= 256 ? 128 : 64;
+  const int layer = kind != KG_NORM_RMS;
+  KG_CUDA_DISPATCH16(c->wdtype, {
+    if (layer) k_norm<T16, true><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
+    else k_norm<T16, false><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
+  });
+  KG_CUDA_LAUNCHED("norm");
+  return KG_OK;
+}
+
+/* ---- rotate-half RoPE in place: one thread per (row, head, pair) ---- */
+
+template <typename T>
+__global__ void k_rope(T *__restrict__ x, int64_t rows, int T_len, int pos0, int n_heads, int head_dim, kg_rope_freq f) {
+  const int half = head_dim / 2;
+  const int64_t total = rows * n_heads * half;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int k = (int)(i % half);
+    const int64_t rh = i / half;
+    const int64_t row = rh / n_heads;
+    const int h = (int)(rh % n_heads);
+    /* The angle is a float32 product, as Hugging Face (and the CPU) compute it. */
+    const float angle = (float)(pos0 + (int)(row % T_len)) * f.f[k];
+    float sn, cs;
+    sincosf(angle, &sn, &cs);
+    T *v = x + (size_t)row * n_heads * head_dim + (size_t)h * head_dim;
+    const float a = kg_to_f<T>(v[k]), b = kg_to_f<T>(v[k + half]);
+    v[k] = kg_from_f<T>(a * cs - b * sn);
+    v[k + half] = kg_from_f<T>(b * cs + a * sn);
+  }
+}
+
+int kg_cuda_rope(kg_cuda_impl *c, void *x, int x16, int n_seq, int T, int pos0, int n_heads, int head_dim,
+                 const float *inv_freq) {
+  const int half = head_dim / 2;
+  if (half > KG_CUDA_MAX_HALF || head_dim % 2)
+    return kg_error(KG_ERR_UNSUPPORTED, "CUDA RoPE supports even head_dim up to %d, got %d", 2 * KG_CUDA_MAX_HALF, head_dim);
+  const int64_t rows = (int64_t)n_seq * T;
+  if (rows <= 0) return KG_OK;
+  kg_rope_freq f;
+  for (int i = 0; i < half; i++) f.f[i] = inv_freq[i];
+  const size_t work = (size_t)rows * n_heads * half;
+  if (x16) {
+    KG_CUDA_DISPATCH16(c->wdtype, (k_rope<T16><<<grid_for(c, work, 256), 256, 0, c->ctx.stream>>>((T16 *)x, rows, T, pos0,
+                                                                                                   n_heads, head_dim, f)));
+  } else {
+    k_rope<float><<<grid_for(c, work, 256), 256, 0, c->ctx.stream>>>((float *)x, rows, T, pos0, n_heads, head_dim, f);
+  }
+  KG_CUDA_LAUNCHED("rope");
+  return KG_OK;
+}
+
+/* ---- SwiGLU and residual add ---- */
+
+template <typename T>
+__global__ void k_swiglu(const T *__restrict__ gate, const T *__restrict__ up, int64_t n, T *out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float g = kg_to_f<T>(gate[i]);
+    out[i] = kg_from_f<T>(g / (1.0f + expf(-g)) * kg_to_f<T>(up[i]));
+  }
+}
+
+int kg_cuda_swiglu(kg_cuda_impl *c, const void *gate, const void *up, int64_t n, void *out, int h16) {
+  if (n <= 0) return KG_OK;
+  const unsigned grid = grid_for(c, (size_t)n, 256);
+  if (h16) {
+    KG_CUDA_DISPATCH16(c->wdtype, (k_swiglu<T16><<<grid, 256, 0, c->ctx.stream>>>((const T16 *)gate, (const T16 *)up, n,
+                                                                                  (T16 *)out)));
+  } else {
+    k_swiglu<float><<<grid, 256, 0, c->ctx.stream>>>((const float *)gate, (const float *)up, n, (float *)out);
+  }
+  KG_CUDA_LAUNCHED("swiglu");
+  return KG_OK;
+}
+
+__global__ void k_add(float *__restrict__ y, const float *__restrict__ x, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] += x[i];
+}
+
+int kg_cuda_add(kg_cuda_impl *c, float *y, const float *x, int64_t n) {
+  if (n <= 0) return KG_OK;
+  k_add<<<grid_for(c, (size_t)n, 256), 256, 0, c->ctx.stream>>>(y, x, n);
+  KG_CUDA_LAUNCHED("add");
+  return KG_OK;
+}
+
+/* ---- column sums of squares in float64 (thread per column, coalesced rows) ---- */
+
+__global__ void k_colsq(const float *__restrict__ x, int64_t n, int d, double *__restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= d) return;
+  double acc = 0.0;
+  for (int64_t r = 0; r < n; r++) {
+    const double v = x[(size_t)r * d + j];
+    acc += v * v;
+  }
+  out[j] = acc;
+}
+
+int kg_cuda_colsq(kg_cuda_impl *c, const float *x, int64_t n, int d, double *dcolsq) {
+  k_colsq<<<(d + 127) / 128, 128, 0, c->ctx.stream>>>(x, n, d, dcolsq);
+  KG_CUDA_LAUNCHED("colsq");
+  return KG_OK;
+}

@@ -21,13 +21,13 @@ def data_path(rel):
     return p
 
 
-def run(*args, check=True, env=None, timeout=1800, input=None):
+def run(*args, check=True, env=None, timeout=1800, input=None, cwd=None):
     """Runs the kickgrid binary; returns the CompletedProcess (text mode)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     proc = subprocess.run([KICKGRID, *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, input=input)
+                          env=full_env, timeout=timeout, input=input, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"kickgrid {' '.join(map(str, args))} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

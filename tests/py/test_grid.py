@@ -28,9 +28,10 @@ def mpi_env():
     return env
 
 
-def mpirun(n, *args, check=True, timeout=600):
+def mpirun(n, *args, check=True, timeout=600, cwd=None):
+    """Runs kickgrid under mpirun; relative paths in the sweep (logs) land in cwd."""
     cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n), KICKGRID, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env(), timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env(), timeout=timeout, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -70,7 +71,7 @@ def reference(tmp_path_factory):
     """One uninterrupted single-rank run of the tiny sweep."""
     data_path("models/stories260K/stories260K.bin")
     out = tmp_path_factory.mktemp("ref") / "tiny.h5"
-    run("run", SWEEPS / "tiny.cfg", "--output", out, "--fresh", env={"OMP_NUM_THREADS": "1"})
+    run("run", SWEEPS / "tiny.cfg", "--output", out, "--fresh", env={"OMP_NUM_THREADS": "1"}, cwd=out.parent)
     return out
 
 
@@ -103,7 +104,7 @@ def test_cube_layout_and_status(reference):
 
 def test_mpirun_matches_single_rank(reference, tmp_path):
     out = tmp_path / "tiny4.h5"
-    mpirun(4, "run", SWEEPS / "tiny.cfg", "--output", out, "--fresh")
+    mpirun(4, "run", SWEEPS / "tiny.cfg", "--output", out, "--fresh", cwd=tmp_path)
     assert_same_results(open_cube(reference), open_cube(out))
     hosts = open_cube(out).host.values
     assert set(hosts[hosts != ""]) == {os.uname().nodename}
@@ -123,7 +124,7 @@ def test_cell_equals_single_cell_commands(reference, tmp_path):
 
 def test_team_of_two_matches_team_of_one(reference, tmp_path):
     out = tmp_path / "team2.h5"
-    mpirun(3, "run", SWEEPS / "tiny_team2.cfg", "--output", out, "--fresh")
+    mpirun(3, "run", SWEEPS / "tiny_team2.cfg", "--output", out, "--fresh", cwd=tmp_path)
     a, b = open_cube(reference), open_cube(out)
     # Statistics are summed in another order across the team: equal within float tolerance.
     for name in ["ppl", "js_mean", "recon_error", "layer_sparsity", "sparsity_actual"]:
@@ -154,7 +155,7 @@ def run_until_journal(n_ranks, cfg, out, records, kill_rank):
     journal = Path(str(out) + ".journal")
     proc = subprocess.Popen(["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n_ranks), KICKGRID, "run",
                              str(cfg), "--output", str(out), "--fresh"], env=mpi_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=Path(out).parent)
     deadline = time.time() + 300
     killed = False
     while time.time() < deadline and proc.poll() is None:
@@ -186,7 +187,7 @@ def test_kill_and_resume(tmp_path, victim):
     data_path("models/stories260K/stories260K.bin")
     cfg = slow_config(tmp_path, "slow")
     ref = tmp_path / "ref.h5"
-    run("run", cfg, "--output", ref, "--fresh", env={"OMP_NUM_THREADS": "1"})
+    run("run", cfg, "--output", ref, "--fresh", env={"OMP_NUM_THREADS": "1"}, cwd=tmp_path)
     out = tmp_path / "killed.h5"
     killed, rc = run_until_journal(3, cfg, out, records=2, kill_rank=1 if victim == "worker" else 0)
     assert killed, "the sweep finished before a rank could be killed"
@@ -195,7 +196,7 @@ def test_kill_and_resume(tmp_path, victim):
     assert 2 <= len(done_before) < 7
     # The published cube is always complete and readable, even after the crash.
     open_cube(out).load()
-    proc = mpirun(3, "run", cfg, "--output", out, "--resume")
+    proc = mpirun(3, "run", cfg, "--output", out, "--resume", cwd=tmp_path)
     assert "resumed from" in proc.stderr
     records = journal_records(str(out) + ".journal")
     done = [r["cell"] for r in records if r["status"] == "done"]
@@ -207,7 +208,7 @@ def test_kill_and_resume(tmp_path, victim):
 def test_existing_output_needs_resume_or_fresh(reference, tmp_path):
     out = tmp_path / "again.h5"
     shutil.copy(reference, out)
-    proc = run("run", SWEEPS / "tiny.cfg", "--output", out, check=False)
+    proc = run("run", SWEEPS / "tiny.cfg", "--output", out, check=False, cwd=tmp_path)
     assert proc.returncode == 1 and "--resume" in proc.stderr and "--fresh" in proc.stderr
 
 
@@ -223,7 +224,7 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path):
     cfg = tmp_path / "failing.cfg"
     cfg.write_text(text)
     out = tmp_path / "failing.h5"
-    proc = run("run", cfg, "--output", out, "--fresh", env={"OMP_NUM_THREADS": "1"})
+    proc = run("run", cfg, "--output", out, "--fresh", env={"OMP_NUM_THREADS": "1"}, cwd=tmp_path)
     ds = open_cube(out)
     status = ds.status.values
     # dense and magnitude need no calibration data; wanda and sparsegpt fail.
@@ -232,5 +233,5 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path):
     assert "calibration" in err and "tokens" in err
     assert scalar(ds.attempts.sel(prune_method="wanda", sparsity=0.5, structure="unstructured")) == 2
     assert "failed" in proc.stderr
-    strict = run("run", cfg, "--output", out, "--resume", "--strict", check=False)
+    strict = run("run", cfg, "--output", out, "--resume", "--strict", check=False, cwd=tmp_path)
     assert strict.returncode == 3

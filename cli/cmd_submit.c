@@ -71,6 +71,14 @@ static int parse_args(int argc, char **argv, submit_args *a) {
   long long v = 0;
   double drain = -1;
   int c;
+  /* Words after "--" belong to kickgrid run; getopt only sees those before. */
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--")) {
+      a->job.run_args = (const char *const *)(argv + i + 1);
+      a->job.n_run_args = argc - i - 1;
+      argc = i;
+      break;
+    }
   a->job.nodes = 1;
   a->job.signal_lead_s = 300;
   a->job.max_restarts = 20;
@@ -102,13 +110,9 @@ static int parse_args(int argc, char **argv, submit_args *a) {
     default: return kg_cli_usage_error("submit", "unknown option");
     }
   }
-  /* GNU getopt moves the config before the words that followed "--". */
-  if (optind < argc && !strcmp(argv[optind], "--")) optind++;
   if (optind >= argc) return kg_cli_usage_error("submit", "a sweep config is required");
-  a->config = argv[optind++];
-  if (optind < argc && !strcmp(argv[optind], "--")) optind++;
-  a->job.run_args = (const char *const *)(argv + optind);
-  a->job.n_run_args = argc - optind;
+  if (optind + 1 < argc) return kg_cli_usage_error("submit", "unexpected argument '%s' (options for kickgrid run go after --)", argv[optind + 1]);
+  a->config = argv[optind];
   if (a->config[0] == '-') return kg_cli_usage_error("submit", "unknown option %s", a->config);
   if (!a->have_gpus && !a->ntasks_per_node)
     return kg_cli_usage_error("submit", "--gpus-per-node is required (0 with --ntasks-per-node for CPU ranks)");

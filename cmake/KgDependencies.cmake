@@ -12,11 +12,20 @@ pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
 # pthread build's own pool fights them for the cores (measured: 10-20x slower
 # small-model forwards on a loaded 2-core machine). Debian ships both; prefer
 # the OpenMP one, found by path since its pkg-config file is not on the path.
-set(_kg_blas_omp_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
-find_library(KG_OPENBLAS_OMP openblas PATHS ${_kg_blas_omp_dir} NO_DEFAULT_PATH)
-find_path(KG_OPENBLAS_OMP_INCLUDE cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
+# KG_DEPS_PREFIX: extracted .deb packages (usr/include, usr/lib/<arch>) on
+# machines without the -dev packages, e.g. GPU nodes (bench/gpu/validate.sh).
+set(KG_DEPS_PREFIX "$ENV{KG_DEPS_PREFIX}" CACHE PATH "Prefix of extracted Debian packages (holds usr/)")
+set(_kg_blas_omp_dirs /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+set(_kg_blas_omp_incs /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+if(KG_DEPS_PREFIX)
+  list(PREPEND _kg_blas_omp_dirs ${KG_DEPS_PREFIX}/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+  list(PREPEND _kg_blas_omp_incs ${KG_DEPS_PREFIX}/usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+endif()
+find_library(KG_OPENBLAS_OMP openblas PATHS ${_kg_blas_omp_dirs} NO_DEFAULT_PATH)
+find_path(KG_OPENBLAS_OMP_INCLUDE cblas.h PATHS ${_kg_blas_omp_incs} NO_DEFAULT_PATH)
 add_library(kg_blas INTERFACE)
 if(KG_OPENBLAS_OMP AND KG_OPENBLAS_OMP_INCLUDE)
+  get_filename_component(_kg_blas_omp_dir ${KG_OPENBLAS_OMP} DIRECTORY)
   target_link_libraries(kg_blas INTERFACE ${KG_OPENBLAS_OMP})
   target_include_directories(kg_blas INTERFACE ${KG_OPENBLAS_OMP_INCLUDE})
   # The OpenMP and pthread builds share a soname: the rpath picks ours at run time.

@@ -63,8 +63,11 @@ typedef struct kg_engine_ops {
   const char *name;
   void (*destroy)(kg_engine *e);
 
-  /* Room for n samples of [T, dim] floats in each activation set. */
-  int (*acts_init)(kg_engine *e, int n, int T, int dim);
+  /* Room for n samples of [T, dim] floats in each of `sets` activation
+   * sets (1 or 2). With one set, "outs" is "inps": a sample's block output
+   * replaces its input, which is all the pipeline needs unless a pass must
+   * keep a block's inputs after writing its outputs (propagate = dense). */
+  int (*acts_init)(kg_engine *e, int n, int T, int dim, int sets);
   /* Sample s of a set into / from x, a backend float32 buffer [T, dim]. */
   int (*acts_load)(kg_engine *e, int set, int s, float *x);
   int (*acts_store)(kg_engine *e, int set, int s, const float *x);

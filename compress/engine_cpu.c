@@ -52,22 +52,23 @@ static void cpu_destroy(kg_engine *e) {
   kg_backend *be = e->m->be;
   cpu_solve_end(e);
   stats_free_all(c);
-  for (int i = 0; i < 2; i++)
-    if (c->acts[i]) be->ops->release(be, c->acts[i]);
+  if (c->acts[1] != c->acts[0]) be->ops->release(be, c->acts[1]);
+  be->ops->release(be, c->acts[0]);
   free(c->host_x);
   free(c->before);
   free(c->zeros);
   free(c);
 }
 
-static int cpu_acts_init(kg_engine *e, int n, int T, int dim) {
+static int cpu_acts_init(kg_engine *e, int n, int T, int dim, int sets) {
   cpu_engine *c = cpu_of(e);
   kg_backend *be = e->m->be;
   c->sample_floats = (size_t)T * dim;
   const size_t bytes = (size_t)n * c->sample_floats * sizeof(float);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < sets; i++)
     if (!(c->acts[i] = be->ops->alloc(be, bytes)))
       return kg_error_context("calibration activations (%d samples x %d tokens): ", n, T);
+  if (sets == 1) c->acts[1] = c->acts[0];
   return KG_OK;
 }
 

@@ -316,7 +316,7 @@ static int compress_with_data(pipeline *p, double *layer_sparsity) {
   }
   if (!(p->xs = be->ops->alloc(be, (size_t)p->T * p->m->cfg.dim * sizeof(float))))
     return kg_error_context("calibration sample buffer (%d tokens): ", p->T);
-  KG_TRY(p->eng->ops->acts_init(p->eng, p->s1 - p->s0, p->T, p->m->cfg.dim));
+  KG_TRY(p->eng->ops->acts_init(p->eng, p->s1 - p->s0, p->T, p->m->cfg.dim, o->propagate_dense ? 2 : 1));
   if (o->method == KG_METHOD_OWL_WANDA || o->method == KG_METHOD_OWL_SPARSEGPT) KG_TRY(owl_allocate(p, layer_sparsity));
   KG_TRY(embed_samples(p));
   const int need_recon = o->recon_samples > 0;

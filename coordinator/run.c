@@ -1,5 +1,6 @@
 /* kg_run: setting up the grid on every rank, the coordinator's message
  * loop on rank 0, and the team loop on the working ranks. */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ typedef struct grid {
   int team_rank, team_size;
   int is_leader;
   int node_workers;     /* working ranks on this rank's node (they share its cores) */
+  int node_worker_index; /* this rank's position among them (picks its GPU) */
+  char backend_name[32];  /* "cpu" or "cuda:<node_worker_index>" */
   char host[128];
 } grid;
 
@@ -77,6 +80,7 @@ static int make_teams(grid *g) {
   int node_workers = 0;
   MPI_Allreduce(&is_worker, &node_workers, 1, MPI_INT, MPI_SUM, node);
   g->node_workers = node_workers;
+  g->node_worker_index = before;
   MPI_Comm_free(&node);
   int team_index = before / team_size;
   int complete = (team_index + 1) * team_size <= node_workers;
@@ -97,13 +101,20 @@ static int make_teams(grid *g) {
 static int worker_env(grid *g, kg_worker **w) {
   kg_worker_env env = {0};
   env.team = g->team_size > 1 ? g->team : MPI_COMM_NULL;
-  env.backend = g->sweep->grid.backend == KG_BACKEND_CUDA ? "cuda" : "cpu";
+  /* One GPU per working rank of a node: the backend wraps the index around the device count. */
+  if (g->sweep->grid.backend == KG_BACKEND_CUDA)
+    snprintf(g->backend_name, sizeof(g->backend_name), "cuda:%d", g->node_worker_index);
+  else
+    snprintf(g->backend_name, sizeof(g->backend_name), "cpu");
+  env.backend = g->backend_name;
   env.threads = g->sweep->grid.threads;
   env.log_dir = g->sweep->grid.log_dir;
   env.host = g->host;
   if (env.threads <= 0 && g->world_size > 1) {
     /* Ranks share their node's cores instead of each taking all of them. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    /* The cores this process may run on (Slurm's --cpus-per-task, cpusets), not the machine's. */
+    cpu_set_t set;
+    long cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     int local = g->node_workers > 0 ? g->node_workers : 1;
     env.threads = (int)(cores / local > 0 ? cores / local : 1);
   }

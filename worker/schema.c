@@ -175,6 +175,27 @@ int kg_grid_schema_create(const kg_sweep *sweep, const kg_sweep_cells *cells, co
   if ((rc = kg_cube_set_attr(c, KG_CUBE_DIM(KG_DIM_SPARSITY), "description",
                              "fraction of weights removed; N:M patterns sit at N/M with structure=\"N:M\"")) < 0)
     goto done;
+  /* What each calibration label stands for, for analyses that group by source or seed. */
+  if (sweep->n_calibs > 0) {
+    const char *cdim[1] = {"calibration"};
+    int v_src = kg_cube_add_var(c, "calibration_source", KG_CUBE_STR, cdim, 1);
+    int v_seed = v_src >= 0 ? kg_cube_add_var(c, "calibration_seed", KG_CUBE_I32, cdim, 1) : v_src;
+    int v_ns = v_seed >= 0 ? kg_cube_add_var(c, "calibration_nsamples", KG_CUBE_I32, cdim, 1) : v_seed;
+    int v_sl = v_ns >= 0 ? kg_cube_add_var(c, "calibration_seqlen", KG_CUBE_I32, cdim, 1) : v_ns;
+    if (v_sl < 0) {
+      rc = v_sl;
+      goto done;
+    }
+    for (size_t i = 0; i < sweep->n_calibs && rc >= 0; i++) {
+      const kg_sweep_calib *cb = &sweep->calibs[i];
+      int64_t at[1] = {(int64_t)i};
+      if ((rc = kg_cube_set_str(c, v_src, at, cb->source)) >= 0 &&
+          (rc = kg_cube_set_i32(c, v_seed, at, (int32_t)cb->seed)) >= 0 &&
+          (rc = kg_cube_set_i32(c, v_ns, at, cb->nsamples)) >= 0)
+        rc = kg_cube_set_i32(c, v_sl, at, cb->seqlen);
+    }
+    if (rc < 0) goto done;
+  }
   /* Every position starts as n/a; the plan's cells become pending. */
   const int status = out->var[KG_VAR_STATUS];
   const int64_t total = kg_cube_var_cells(c, status);

@@ -50,8 +50,8 @@ typedef struct kg_cc {
   cusolverDnHandle_t cusolver; /* owned, bound to stream */
   cusolverDnParams_t params;
   int *flags;                  /* device [4]: [0] non-finite input seen, [1] factorization info */
-  void *scratch[6];            /* grow-only device scratch, see cc_context.cu */
-  size_t scratch_cap[6];
+  void *scratch[8];            /* grow-only device scratch, see cc_internal.cuh */
+  size_t scratch_cap[8];
   void *host_ws;               /* cuSOLVER host workspace */
   size_t host_ws_cap;
 } kg_cc;
@@ -89,7 +89,8 @@ int kg_cc_unpack16(kg_cc *cc, const uint16_t *in, int64_t n, const float *scale,
 typedef struct kg_cc_stats {
   int64_t d;
   int with_gram;
-  float *gram;     /* device [d, d]: sum x x^T, both triangles */
+  int mirror;      /* the Gram holds only its lower blocks until kg_cc_stats_finish */
+  float *gram;     /* device [d, d]: sum x x^T, both triangles after kg_cc_stats_finish */
   double *sqnorm;  /* device [d]: sum x_j^2 */
   int64_t n_samples, n_tokens;
 } kg_cc_stats;
@@ -100,9 +101,14 @@ void kg_cc_stats_free(kg_cc_stats *st);
  * st and, when recon != NULL, to recon's Gram as well (one rounding pass
  * serves both). Queued; bad values are reported by kg_cc_check_finite. */
 int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const float *x, int64_t rows, int64_t samples);
+/* Completes the Gram after accumulation: wide inputs accumulate only the
+ * blocks on and below the diagonal (2x2 or 4x4 blocks: 25% or 37.5% fewer
+ * flops), and this copies them onto the blocks above. Idempotent; needed
+ * before anything reads the Gram (kg_cc_stats_download calls it). */
+int kg_cc_stats_finish(kg_cc *cc, kg_cc_stats *st);
 /* Host float64 copy in compress/stats.h's layout (kg_stats_init'ed by the
  * caller with the same d; the Gram only when both have one). */
-int kg_cc_stats_download(kg_cc *cc, const kg_cc_stats *st, void *host_stats /* kg_linear_stats * */);
+int kg_cc_stats_download(kg_cc *cc, kg_cc_stats *st, void *host_stats /* kg_linear_stats * */);
 
 /* ---- NCCL team ---- */
 
@@ -131,6 +137,9 @@ int kg_cc_wanda_prune(kg_cc *cc, float *W, int64_t rows, int64_t cols, const dou
                       const kg_prune_opts *opts);
 /* Exact zeros among the n entries of device W (waits for the stream). */
 int kg_cc_count_zeros(kg_cc *cc, const float *W, int64_t n, int64_t *zeros);
+/* bits[i / 32] bit i % 32 = (W[i] == 0) for the n entries of device W:
+ * ceil(n / 32) device words, a 32x smaller download than W for the masks. */
+int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits);
 /* Flags a non-finite entry of W (device) for kg_cc_check_finite. */
 int kg_cc_flag_nonfinite(kg_cc *cc, const float *W, int64_t n);
 

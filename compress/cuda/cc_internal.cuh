@@ -19,6 +19,8 @@ enum {
   CC_SCRATCH_SOLVER,    /* cuSOLVER device workspace */
   CC_SCRATCH_BLOCK,     /* sweep: Err block, scores; recon: product chunk */
   CC_SCRATCH_ROW,       /* per-row quantizer parameters and losses */
+  CC_SCRATCH_KEYS,      /* sweep: the block's score keys; masks: bitmask */
+  CC_SCRATCH_COUNT
 };
 
 /* Returns slot `which` with at least `bytes`, growing it (contents lost). */

@@ -31,18 +31,18 @@ extern "C" {
 
 __device__ __forceinline__ float sw_score(float w, float d) { return __fdiv_rn(__fmul_rn(w, w), __fmul_rn(d, d)); }
 
-struct sgpt_key {
-  const float *W;
-  int64_t ld;
-  int i1, count;
-  const float *U;
-  int64_t n;
-  __device__ unsigned operator()(int64_t idx) const {
+/* keys[r * count + c] = bits of the score of W[r, i1 + c]: the radix select
+ * passes then read 4 bytes per weight instead of recomputing. */
+__global__ void k_sgpt_keys(const float *W, int64_t ld, int rows, int i1, int count, const float *U, int64_t n,
+                            unsigned *keys) {
+  const int64_t total = (int64_t)rows * count;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
     const int64_t r = idx / count;
     const int c = (int)(idx - r * count);
-    return __float_as_uint(sw_score(W[r * ld + i1 + c], U[(int64_t)(i1 + c) * n + i1 + c]));
+    keys[idx] = __float_as_uint(sw_score(W[r * ld + i1 + c], U[(int64_t)(i1 + c) * n + i1 + c]));
   }
-};
+}
 
 struct sweep_args {
   float *W;      /* [rows, n] working weights */
@@ -52,8 +52,9 @@ struct sweep_args {
   float *err;    /* [rows, count] */
   double *rowloss;
   unsigned long long *masked;
-  int mode;      /* 0 no pruning, 1 threshold (thr), 2 N:M */
+  int mode;      /* 0 no pruning, 1 threshold (keys <= thr), 2 N:M */
   const cc_select_state *thr;
+  const unsigned *keys; /* [rows, count] score bits (mode 1) */
   int nm_n, nm_m;
   int quant, bits, sym;
   float maxq;
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(SW_WARPS * 32) k_sweep(sweep_args a) {
 #pragma unroll
     for (int t = 0; t < 4; t++) {
       const int c = lane + 32 * t;
-      if (c < count && __float_as_uint(sw_score(w[t], hs[c * count + c])) <= thr) mk |= 1u << t;
+      if (c < count && a.keys[(int64_t)r * count + c] <= thr) mk |= 1u << t;
     }
   }
   float scale = 0.0f, zero = 0.0f;
@@ -476,6 +477,7 @@ extern "C" int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor
   const int grouped = job->quant && job->quant->group_size > 0;
   float *Wk = job->act_order ? job->work : job->W;
   float *rowbuf = NULL, *blk = NULL;
+  unsigned *keys = NULL;
   unsigned long long *masked = NULL;
   cc_select_state *st = NULL;
   double *rowloss_host = NULL;
@@ -489,6 +491,8 @@ extern "C" int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor
   CC_TRY(cc_scratch(cc, CC_SCRATCH_ROW, (size_t)rows * (2 * sizeof(float) + sizeof(double)) + 64, (void **)&rowbuf));
   CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, (size_t)rows * B * sizeof(float), (void **)&blk));
   CC_TRY(cc_scratch(cc, CC_SCRATCH_SMALL, 4096, (void **)&st));
+  if (!job->prune_n && job->sparsity > 0.0)
+    CC_TRY(cc_scratch(cc, CC_SCRATCH_KEYS, (size_t)rows * B * sizeof(unsigned), (void **)&keys));
   masked = (unsigned long long *)((char *)st + 2048);
   {
     float *scale = rowbuf, *zero = rowbuf + rows;
@@ -520,6 +524,7 @@ extern "C" int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor
     a.masked = masked;
     a.mode = job->prune_n ? 2 : job->sparsity > 0.0 ? 1 : 0;
     a.thr = st;
+    a.keys = keys;
     a.nm_n = job->prune_n;
     a.nm_m = job->prune_m;
     if (job->quant) {
@@ -538,8 +543,11 @@ extern "C" int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor
       a.count = (int)count;
       if (a.mode == 1) {
         const int64_t total = rows * count;
-        CC_TRY(cc_select_kth(cc, sgpt_key{Wk, n, (int)i1, (int)count, f->U, n}, total,
-                             (unsigned long long)(int64_t)((double)total * job->sparsity), st));
+        k_sgpt_keys<<<cc_blocks(total, 256, 4096), 256, 0, cc->stream>>>(Wk, n, (int)rows, (int)i1, (int)count, f->U,
+                                                                          n, keys);
+        CC_LAUNCHED();
+        CC_TRY(cc_select_kth(cc, cc_array_key{keys}, total, (unsigned long long)(int64_t)((double)total * job->sparsity),
+                             st));
       }
       k_sweep<<<(unsigned)((rows + SW_WARPS - 1) / SW_WARPS), SW_WARPS * 32, smem, cc->stream>>>(a);
       CC_LAUNCHED();

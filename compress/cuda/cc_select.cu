@@ -152,6 +152,17 @@ __global__ void k_flag_nonfinite(const float *W, int64_t n, int *flags) {
   if (bad) flags[0] = 1;
 }
 
+/* bit (i % 32) of bits[i / 32] = (W[i] == 0); the loop bound is warp-uniform
+ * for the ballot. */
+__global__ void k_zero_bits(const float *W, int64_t n, uint32_t *bits) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t base = (int64_t)blockIdx.x * blockDim.x; base < n; base += stride) {
+    const int64_t i = base + threadIdx.x;
+    const unsigned b = __ballot_sync(0xffffffffu, i < n && W[i] == 0.0f);
+    if ((threadIdx.x & 31) == 0 && i < n) bits[i >> 5] = b;
+  }
+}
+
 static int check_shape(int64_t rows, int64_t cols, const char *what) {
   if (rows <= 0 || cols <= 0 || rows * cols > (int64_t)INT32_MAX * 2)
     return kg_error(KG_ERR_ARG, "%s: bad shape %lldx%lld", what, (long long)rows, (long long)cols);
@@ -218,6 +229,14 @@ done:
 extern "C" int kg_cc_flag_nonfinite(kg_cc *cc, const float *W, int64_t n) {
   int rc = KG_OK;
   k_flag_nonfinite<<<cc_blocks(n, 256, 2048), 256, 0, cc->stream>>>(W, n, cc->flags);
+  CC_LAUNCHED();
+done:
+  return rc;
+}
+
+extern "C" int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits) {
+  int rc = KG_OK;
+  k_zero_bits<<<cc_blocks(n, 256, 4096), 256, 0, cc->stream>>>(W, n, bits);
   CC_LAUNCHED();
 done:
   return rc;

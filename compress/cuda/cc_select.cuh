@@ -28,9 +28,18 @@ __global__ void cc_k_select_pass(Key key, int64_t n, cc_select_state *st, int sh
   const unsigned prefix = st->prefix;
   const int hi = shift + 8;
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const unsigned kv = key(i);
-    if (hi >= 32 || (kv >> hi) == prefix) atomicAdd(&h[(kv >> shift) & 255u], 1u);
+  /* Scores cluster in a few exponents, so many lanes hit one bin: lanes
+   * with equal bins are merged (match_any) into one shared atomic. The loop
+   * bound is warp-uniform so every lane takes part in each match. */
+  for (int64_t base = (int64_t)blockIdx.x * blockDim.x; base < n; base += stride) {
+    const int64_t i = base + threadIdx.x;
+    unsigned bin = 256u;
+    if (i < n) {
+      const unsigned kv = key(i);
+      if (hi >= 32 || (kv >> hi) == prefix) bin = (kv >> shift) & 255u;
+    }
+    const unsigned peers = __match_any_sync(0xffffffffu, bin);
+    if (bin < 256u && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&h[bin], (unsigned)__popc(peers));
   }
   __syncthreads();
   for (int b = threadIdx.x; b < 256; b += blockDim.x)
@@ -55,6 +64,12 @@ __global__ void cc_k_select_pass(Key key, int64_t n, cc_select_state *st, int sh
     __threadfence();
   }
 }
+
+/* Keys already in memory. */
+struct cc_array_key {
+  const unsigned *keys;
+  __device__ unsigned operator()(int64_t i) const { return keys[i]; }
+};
 
 static __global__ void cc_k_select_init(cc_select_state *st, unsigned long long k) {
   for (int b = threadIdx.x; b < 256; b += blockDim.x) st->hist[b] = 0;

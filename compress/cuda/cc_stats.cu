@@ -112,6 +112,34 @@ __global__ void k_stats_finish(const double *partial, int chunks, int d, double 
   sqnorm[j] += t;
 }
 
+/* Blocks per side for the Gram update: wide inputs skip the blocks above
+ * the diagonal; blocks stay large enough (>= 1024) for full-rate GEMMs. */
+static int gram_blocks(int64_t d) {
+  if (d >= 8192 && d % 4 == 0) return 4;
+  if (d >= 2048 && d % 2 == 0) return 2;
+  return 1;
+}
+
+/* M[i + j d] = M[j + i d] where i's block is above j's (nb blocks a side). */
+__global__ void k_mirror_blocks(float *M, int64_t d, int64_t h) {
+  const int64_t total = d * d;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
+    const int64_t j = k / d, i = k - j * d; /* column-major (i, j) */
+    if (i / h < j / h) M[k] = M[j + i * d];
+  }
+}
+
+extern "C" int kg_cc_stats_finish(kg_cc *cc, kg_cc_stats *st) {
+  int rc = KG_OK;
+  if (!st->gram || !st->mirror) return KG_OK;
+  k_mirror_blocks<<<cc_blocks(st->d * st->d, 256, 8192), 256, 0, cc->stream>>>(st->gram, st->d, st->d / gram_blocks(st->d));
+  CC_LAUNCHED();
+  st->mirror = 0;
+done:
+  return rc;
+}
+
 extern "C" int kg_cc_pack16(kg_cc *cc, const float *x, int64_t n, uint16_t *out, float *scale) {
   int rc = KG_OK;
   unsigned *amax = NULL;
@@ -191,18 +219,27 @@ extern "C" int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, c
     /* Row-major X [rows, d] is column-major X^T (d x rows): G += X^T X is
      * C = A A^T with A = X^T. alpha = 1/s^2 lives on the device. */
     const float *beta_dev = small + 2;
+    const int nb = gram_blocks(d);
+    const int64_t h = d / nb;
     CC_CUBLAS(cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_DEVICE));
     kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
     for (int t = 0; t < 2; t++) {
       if (!targets[t]) continue;
-      cublasStatus_t s = cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)d, (int)rows, small + 1, xh,
-                                      CUDA_R_16F, (int)d, xh, CUDA_R_16F, (int)d, beta_dev, targets[t]->gram,
-                                      CUDA_R_32F, (int)d, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-      if (s != CUBLAS_STATUS_SUCCESS) {
-        cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST);
-        rc = kg_cc_cublas_fail(s, "cublasGemmEx (Gram)", __FILE__, __LINE__);
-        goto done;
-      }
+      /* block (bi, bj), bi >= bj, of C += A A^T with A = X^T (column-major
+       * d x rows): A's row block bi times row block bj transposed */
+      for (int bi = 0; bi < nb; bi++)
+        for (int bj = 0; bj <= bi; bj++) {
+          cublasStatus_t s = cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)h, (int)h, (int)rows, small + 1,
+                                          xh + bi * h, CUDA_R_16F, (int)d, xh + bj * h, CUDA_R_16F, (int)d, beta_dev,
+                                          targets[t]->gram + bi * h + bj * h * d, CUDA_R_32F, (int)d,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+          if (s != CUBLAS_STATUS_SUCCESS) {
+            cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST);
+            rc = kg_cc_cublas_fail(s, "cublasGemmEx (Gram)", __FILE__, __LINE__);
+            goto done;
+          }
+        }
+      targets[t]->mirror = nb > 1;
     }
     CC_CUBLAS(cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST));
   }
@@ -216,11 +253,12 @@ done:
   return rc;
 }
 
-extern "C" int kg_cc_stats_download(kg_cc *cc, const kg_cc_stats *st, void *host_stats) {
+extern "C" int kg_cc_stats_download(kg_cc *cc, kg_cc_stats *st, void *host_stats) {
   int rc = KG_OK;
   kg_linear_stats *h = (kg_linear_stats *)host_stats;
   float *g = NULL;
   if (h->d != st->d) return kg_error(KG_ERR_ARG, "stats download: widths differ (%lld vs %lld)", (long long)h->d, (long long)st->d);
+  CC_TRY(kg_cc_stats_finish(cc, st));
   CC_TRY(kg_cc_download(cc, h->sqnorm, st->sqnorm, (size_t)st->d * sizeof(double)));
   if (h->with_gram && st->with_gram) {
     const size_t n = (size_t)st->d * (size_t)st->d;

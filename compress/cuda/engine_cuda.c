@@ -6,6 +6,7 @@
  * > 128, M > 64 for masks) are solved on the host from downloaded statistics,
  * with the same results as the host engine would give from those statistics. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +25,7 @@ typedef struct cuda_engine {
   kg_cc_team *team;       /* NULL without a team communicator */
   /* activations */
   size_t sample;          /* floats per sample */
-  int n;
+  int n, sets;
   int pinned;             /* sets live in pinned host memory (memory budget) */
   uint16_t *acts[2];      /* fp16 bits [n * sample]: device, or pinned host */
   float *scales[2];       /* device [n]: each sample's power-of-two scale */
@@ -39,6 +40,11 @@ typedef struct cuda_engine {
   /* solves */
   float *dW, *dW0, *dWork; /* device [rows * cols] */
   size_t w_cap, w0_cap, work_cap;
+  uint32_t *dbits, *hbits; /* zero bitmask of a masked W: device, host */
+  size_t bits_cap, hbits_cap;
+  int pin;                /* KG_CC_PIN=1: page-lock the block's host weights while it is solved */
+  void *pinned_at;        /* registered host range, NULL when none */
+  int pinned_layer;
   double *host_scaler[KG_INPUT_COUNT];
   double *sqrt_scaler[KG_INPUT_COUNT]; /* device */
   kg_cc_factor factor;
@@ -63,7 +69,43 @@ static void release_input(cuda_engine *c, int in) {
 
 static void cu_solve_end(kg_engine *e) { kg_cc_factor_free(&cu_of(e)->factor); }
 
+static void unpin(cuda_engine *c) {
+  if (c->pinned_at) cudaHostUnregister(c->pinned_at);
+  c->pinned_at = NULL;
+}
+
+/* Page-locks the host range holding block `lin` belongs to (all seven
+ * linears, which the arena keeps together), so uploads, downloads and the
+ * model's re-upload (kg_model_sync) run at pinned speed; released when the
+ * next group begins. Best effort: a failure only costs speed. */
+static void pin_block(cuda_engine *c, const kg_linear *lin) {
+  if (!c->pin) return;
+  const kg_model *m = c->base.m;
+  for (int l = 0; l < m->cfg.n_layers; l++) {
+    const kg_block *b = &m->blocks[l];
+    if (lin < &b->lin[0] || lin >= &b->lin[KG_LIN_COUNT]) continue;
+    if (c->pinned_at && c->pinned_layer == l) return;
+    unpin(c);
+    c->pinned_layer = l;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int id = 0; id < KG_LIN_COUNT; id++) {
+      const uintptr_t a = (uintptr_t)b->lin[id].w, e = a + (size_t)b->lin[id].rows * b->lin[id].cols * sizeof(float);
+      if (a < lo) lo = a;
+      if (e > hi) hi = e;
+    }
+    const uintptr_t page = 4096;
+    lo &= ~(page - 1);
+    hi = (hi + page - 1) & ~(page - 1);
+    if (cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterDefault) == cudaSuccess)
+      c->pinned_at = (void *)lo;
+    else
+      (void)cudaGetLastError();
+    return;
+  }
+}
+
 static void stats_release(cuda_engine *c) {
+  unpin(c);
   kg_cc_factor_free(&c->factor);
   for (int in = 0; in < KG_INPUT_COUNT; in++) release_input(c, in);
   c->min_input = 0;
@@ -73,7 +115,7 @@ static void cu_destroy(kg_engine *e) {
   cuda_engine *c = cu_of(e);
   if (c->cc) kg_cc_sync(c->cc);
   stats_release(c);
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < c->sets; i++) {
     if (c->pinned)
       cudaFreeHost(c->acts[i]);
     else
@@ -84,19 +126,22 @@ static void cu_destroy(kg_engine *e) {
   kg_cc_free(c->dW);
   kg_cc_free(c->dW0);
   kg_cc_free(c->dWork);
+  kg_cc_free(c->dbits);
+  free(c->hbits);
   for (int i = 0; i < c->cap_events; i++) cudaEventDestroy(c->events[i]);
   free(c->events);
   kg_cc_destroy(c->cc);
   free(c);
 }
 
-static int cu_acts_init(kg_engine *e, int n, int T, int dim) {
+static int cu_acts_init(kg_engine *e, int n, int T, int dim, int sets) {
   cuda_engine *c = cu_of(e);
   c->n = n;
+  c->sets = sets;
   c->sample = (size_t)T * dim;
   const size_t bytes = (size_t)n * c->sample * sizeof(uint16_t);
   c->pinned = c->ctx->memory_budget_bytes > 0;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < sets; i++) {
     KG_TRY(kg_cc_alloc((void **)&c->scales[i], (size_t)n * sizeof(float), "activation scales"));
     if (c->pinned) {
       cudaError_t err = cudaMallocHost((void **)&c->acts[i], bytes);
@@ -109,8 +154,12 @@ static int cu_acts_init(kg_engine *e, int n, int T, int dim) {
       KG_TRY(kg_cc_alloc((void **)&c->acts[i], bytes, "calibration activations (16-bit)"));
     }
   }
+  if (sets == 1) {
+    c->acts[1] = c->acts[0];
+    c->scales[1] = c->scales[0];
+  }
   if (c->pinned) KG_TRY(kg_cc_alloc((void **)&c->stage, c->sample * sizeof(uint16_t), "an activation staging buffer"));
-  kg_debug("calibration activations: 2 x %.2f GiB fp16 in %s memory", (double)bytes / 1073741824.0,
+  kg_debug("calibration activations: %d x %.2f GiB fp16 in %s memory", sets, (double)bytes / 1073741824.0,
            c->pinned ? "pinned host" : "device");
   return KG_OK;
 }
@@ -177,7 +226,7 @@ static int next_event_pair(cuda_engine *c, cudaEvent_t *start, cudaEvent_t *stop
 
 static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon) {
   cuda_engine *c = cu_of(e);
-  cudaEvent_t t0, t1;
+  cudaEvent_t t0 = NULL, t1 = NULL;
   KG_TRY(next_event_pair(c, &t0, &t1));
   ENG_CUDA(cudaEventRecord(t0, c->cc->stream));
   KG_TRY(kg_cc_stats_add(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, rows, 1));
@@ -187,6 +236,10 @@ static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_
 
 static int cu_stats_finish(kg_engine *e) {
   cuda_engine *c = cu_of(e);
+  for (int in = 0; in < KG_INPUT_COUNT; in++) {
+    KG_TRY(kg_cc_stats_finish(c->cc, &c->stats[in]));
+    KG_TRY(kg_cc_stats_finish(c->cc, &c->recon[in]));
+  }
   KG_TRY(kg_cc_check_finite(c->cc, "calibration activations"));
   for (int i = 0; i + 1 < c->n_events; i += 2) {
     float ms = 0.0f;
@@ -355,6 +408,46 @@ done:
   return rc;
 }
 
+static int is_mask_method(kg_method_kind k) {
+  return k == KG_METHOD_MAGNITUDE || k == KG_METHOD_WANDA || k == KG_METHOD_OWL_WANDA;
+}
+
+/* A mask method only zeroes weights: download the zero bitmask and apply it
+ * to the host master (32x less traffic than the matrix). Counts the zeros. */
+static int download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros) {
+  const int64_t words = (n + 31) / 32;
+  if ((size_t)words > c->bits_cap) {
+    kg_cc_free(c->dbits);
+    c->dbits = NULL;
+    c->bits_cap = 0;
+    KG_TRY(kg_cc_alloc((void **)&c->dbits, (size_t)words * sizeof(uint32_t), "a mask bitmap"));
+    c->bits_cap = (size_t)words;
+  }
+  if ((size_t)words > c->hbits_cap) {
+    free(c->hbits);
+    c->hbits_cap = 0;
+    if (!(c->hbits = malloc((size_t)words * sizeof(uint32_t)))) return kg_error(KG_ERR_NOMEM, "out of memory");
+    c->hbits_cap = (size_t)words;
+  }
+  KG_TRY(kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits));
+  KG_TRY(kg_cc_download(c->cc, c->hbits, c->dbits, (size_t)words * sizeof(uint32_t)));
+  float *w = lin->w;
+  const uint32_t *bits = c->hbits;
+  int64_t z = 0;
+#pragma omp parallel for schedule(static) reduction(+ : z) if (words >= 65536)
+  for (int64_t i = 0; i < words; i++) {
+    uint32_t b = bits[i];
+    z += __builtin_popcount(b);
+    while (b) {
+      const int64_t j = i * 32 + __builtin_ctz(b);
+      if (w[j] != 0.0f) w[j] = 0.0f; /* keeps -0.0 as the device does */
+      b &= b - 1;
+    }
+  }
+  *zeros = z;
+  return KG_OK;
+}
+
 static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
   cuda_engine *c = cu_of(e);
   const int64_t rows = lin->rows, cols = lin->cols;
@@ -374,12 +467,17 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
   KG_TRY(grow(&c->dW, &c->w_cap, n, "a weight matrix"));
   KG_TRY(grow(&c->dW0, &c->w0_cap, n, "a weight matrix"));
+  pin_block(c, lin);
   KG_TRY(kg_cc_upload(c->cc, c->dW0, lin->w, bytes));
   if (device_solvable(e->o)) {
     ENG_CUDA(cudaMemcpyAsync(c->dW, c->dW0, bytes, cudaMemcpyDeviceToDevice, c->cc->stream));
     KG_TRY(device_solve(c, lin, in, sparsity, out));
-    KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
-    KG_TRY(kg_cc_download(c->cc, lin->w, c->dW, bytes));
+    if (is_mask_method(e->o->method)) {
+      KG_TRY(download_mask(c, lin, (int64_t)n, &out->zeros));
+    } else {
+      KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
+      KG_TRY(kg_cc_download(c->cc, lin->w, c->dW, bytes));
+    }
   } else {
     KG_TRY(host_solve(c, lin, in, sparsity, out));
     KG_TRY(kg_cc_upload(c->cc, c->dW, lin->w, bytes));
@@ -423,6 +521,8 @@ int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **ou
   c->base.m = m;
   c->base.o = o;
   c->ctx = ctx;
+  const char *pin = getenv("KG_CC_PIN");
+  c->pin = pin && !strcmp(pin, "1");
   rc = kg_cc_create(ctx->device, ctx->stream, &c->cc);
   if (o->team != MPI_COMM_NULL) {
     /* NCCL setup is collective: every rank must get there, or none. */

@@ -13,9 +13,7 @@
 #include "model/cuda/cuda_internal.h"
 #include "model/cuda/cuda_types.cuh"
 
-#define BM 64
-#define BN 64
-#define FLASH_THREADS 128
+#define KG_CUDA_ATTN_DEFAULT 0
 
 /* ---- PTX wrappers ---- */
 
@@ -55,10 +53,10 @@ template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile(
 
 /* ---- tile loads: rows [row0, row0 + 64) of a strided matrix, zero past n_valid ---- */
 
-template <typename T16, int D>
+template <typename T16, int D, int ROWS, int NT>
 __device__ __forceinline__ void tile_async(T16 *dst, const T16 *src, size_t stride, int row0, int n_valid) {
   constexpr int LD = D + 8, CH = D / 8; /* 16-byte chunks per row */
-  for (int c = threadIdx.x; c < BM * CH; c += FLASH_THREADS) {
+  for (int c = threadIdx.x; c < ROWS * CH; c += NT) {
     const int r = c / CH, col = (c % CH) * 8;
     const bool ok = r < n_valid;
     const T16 *g = ok ? src + (size_t)(row0 + r) * stride + col : src;
@@ -66,10 +64,10 @@ __device__ __forceinline__ void tile_async(T16 *dst, const T16 *src, size_t stri
   }
 }
 
-template <typename T16, int D>
+template <typename T16, int D, int ROWS, int NT>
 __device__ __forceinline__ void tile_convert(T16 *dst, const float *src, size_t stride, int row0, int n_valid) {
   constexpr int LD = D + 8, CH = D / 8;
-  for (int c = threadIdx.x; c < BM * CH; c += FLASH_THREADS) {
+  for (int c = threadIdx.x; c < ROWS * CH; c += NT) {
     const int r = c / CH, col = (c % CH) * 8;
     uint4 o = make_uint4(0, 0, 0, 0);
     if (r < n_valid) {
@@ -84,10 +82,48 @@ __device__ __forceinline__ void tile_convert(T16 *dst, const float *src, size_t 
   }
 }
 
-template <typename T16, int D, typename TIn>
+/* When the threads cover whole rows (NT a multiple of the row's chunks),
+ * thread t always copies chunk t % CH of rows t / CH + i * (NT / CH): the
+ * index arithmetic is done once, not per chunk and tile. */
+template <typename T16, int D, int ROWS, int NT, typename TIn>
 __device__ __forceinline__ void tile_load(T16 *dst, const TIn *src, size_t stride, int row0, int n_valid) {
-  if constexpr (sizeof(TIn) == 2) tile_async<T16, D>(dst, (const T16 *)src, stride, row0, n_valid);
-  else tile_convert<T16, D>(dst, (const float *)src, stride, row0, n_valid);
+  constexpr int LD = D + 8, CH = D / 8;
+  if constexpr (NT % CH == 0 && ROWS % (NT / CH) == 0) {
+    constexpr int RPI = NT / CH, ITERS = ROWS / RPI;
+    const int r0 = threadIdx.x / CH, col = (threadIdx.x % CH) * 8;
+    const TIn *g = src + (size_t)(row0 + r0) * stride + col;
+    const size_t step = (size_t)RPI * stride;
+    T16 *d = dst + r0 * LD + col;
+#pragma unroll
+    for (int i = 0; i < ITERS; i++) {
+      const bool ok = r0 + i * RPI < n_valid;
+      if constexpr (sizeof(TIn) == 2) {
+        cp_async16(d + i * RPI * LD, ok ? (const T16 *)g + i * step : (const T16 *)src, ok ? 16 : 0);
+      } else {
+        uint4 o = make_uint4(0, 0, 0, 0);
+        if (ok) {
+          const float4 *f = reinterpret_cast<const float4 *>((const float *)g + i * step);
+          const float4 a = f[0], b = f[1];
+          o.x = kg_pack2<T16>(a.x, a.y);
+          o.y = kg_pack2<T16>(a.z, a.w);
+          o.z = kg_pack2<T16>(b.x, b.y);
+          o.w = kg_pack2<T16>(b.z, b.w);
+        }
+        *reinterpret_cast<uint4 *>(d + i * RPI * LD) = o;
+      }
+    }
+  } else if constexpr (sizeof(TIn) == 2) {
+    tile_async<T16, D, ROWS, NT>(dst, (const T16 *)src, stride, row0, n_valid);
+  } else {
+    tile_convert<T16, D, ROWS, NT>(dst, (const float *)src, stride, row0, n_valid);
+  }
+}
+
+/* 2^x on the special-function unit (inputs here are <= 0 or -inf). */
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 template <typename TOut> __device__ __forceinline__ void store2(TOut *p, float a, float b);
@@ -103,10 +139,20 @@ template <> __device__ __forceinline__ void store2<__half>(__half *p, float a, f
 
 /* ---- the tensor-core kernel ---- */
 
-template <typename T16, int D, typename TIn, typename TOut>
-__global__ void __launch_bounds__(FLASH_THREADS) k_flash(const TIn *__restrict__ Q, const TIn *__restrict__ K,
-                                                        const TIn *__restrict__ V, TOut *__restrict__ O,
-                                                        kg_attn_params p, float scale_log2) {
+/* NW warps of 16 query rows each; QREG keeps the query fragments in
+ * registers for the whole key loop (else they are reloaded from shared
+ * memory per tile, freeing registers for more resident CTAs). */
+template <int NW, bool QREG, int BN> struct flash_cfg {
+  static constexpr int threads = 32 * NW;
+  static constexpr int min_blocks = NW >= 8 ? 1 : QREG ? 2 : BN <= 32 ? 4 : 3;
+};
+
+/* BN: keys per tile. */
+template <typename T16, int D, int NW, bool QREG, int BN, typename TIn, typename TOut>
+__global__ void __launch_bounds__(flash_cfg<NW, QREG, BN>::threads, flash_cfg<NW, QREG, BN>::min_blocks)
+    k_flash(const TIn *__restrict__ Q, const TIn *__restrict__ K, const TIn *__restrict__ V, TOut *__restrict__ O,
+            kg_attn_params p, float scale_log2) {
+  constexpr int BM = 16 * NW, NT = 32 * NW;
   constexpr bool ASYNC = sizeof(TIn) == 2;
   constexpr int LD = D + 8;       /* padded rows: ldmatrix row addresses fall in distinct banks */
   constexpr int NBUF = ASYNC ? 2 : 1;
@@ -132,12 +178,12 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(const TIn *__restrict__
   const int kv_end = min(p.pos0 + m0 + BM, kv_total); /* keys the tile's last row can see */
   const int n_tiles = (kv_end + BN - 1) / BN;
 
-  tile_load<T16, D>(Qs, qb, p.q_stride, m0, q_rows);
-  tile_load<T16, D>(Ks, kb, p.kv_width, 0, min(BN, kv_total));
-  tile_load<T16, D>(Vs, vb, p.kv_width, 0, min(BN, kv_total));
+  tile_load<T16, D, BM, NT>(Qs, qb, p.q_stride, m0, q_rows);
+  tile_load<T16, D, BN, NT>(Ks, kb, p.kv_width, 0, min(BN, kv_total));
+  tile_load<T16, D, BN, NT>(Vs, vb, p.kv_width, 0, min(BN, kv_total));
   if constexpr (ASYNC) cp_async_commit();
 
-  uint32_t qf[D / 16][4];
+  uint32_t qf[QREG ? D / 16 : 1][4];
   float o[D / 8][4];
 #pragma unroll
   for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
@@ -150,20 +196,21 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(const TIn *__restrict__
     if constexpr (ASYNC) {
       if (kt + 1 < n_tiles) {
         const int n1 = n0 + BN;
-        tile_load<T16, D>(Ks + (buf ^ 1) * BN * LD, kb, p.kv_width, n1, min(BN, kv_total - n1));
-        tile_load<T16, D>(Vs + (buf ^ 1) * BN * LD, vb, p.kv_width, n1, min(BN, kv_total - n1));
+        tile_load<T16, D, BN, NT>(Ks + (buf ^ 1) * BN * LD, kb, p.kv_width, n1, min(BN, kv_total - n1));
+        tile_load<T16, D, BN, NT>(Vs + (buf ^ 1) * BN * LD, vb, p.kv_width, n1, min(BN, kv_total - n1));
       }
       cp_async_commit();
       cp_async_wait<1>();
     } else if (kt > 0) {
       __syncthreads(); /* everyone is done with the previous tile */
-      tile_load<T16, D>(Ks, kb, p.kv_width, n0, min(BN, kv_total - n0));
-      tile_load<T16, D>(Vs, vb, p.kv_width, n0, min(BN, kv_total - n0));
+      tile_load<T16, D, BN, NT>(Ks, kb, p.kv_width, n0, min(BN, kv_total - n0));
+      tile_load<T16, D, BN, NT>(Vs, vb, p.kv_width, n0, min(BN, kv_total - n0));
     }
     __syncthreads();
-    if (kt == 0) {
+    if (QREG && kt == 0) {
 #pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
+      for (int kk = 0; kk < D / 16; kk++)
+        ldmatrix_x4(qf[QREG ? kk : 0], Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
     }
     const T16 *Kt = Ks + buf * BN * LD, *Vt = Vs + buf * BN * LD;
 
@@ -173,62 +220,71 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(const TIn *__restrict__
     for (int j = 0; j < BN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t qt[4];
+      if (!QREG) ldmatrix_x4(qt, Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
+      const uint32_t *qa = QREG ? qf[QREG ? kk : 0] : qt;
 #pragma unroll
       for (int nn = 0; nn < BN / 16; nn++) {
         uint32_t b[4];
         ldmatrix_x4(b, Kt + (nn * 16 + (lane % 8) + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
-        mma16816<T16>(sc[2 * nn], qf[kk], b[0], b[1]);
-        mma16816<T16>(sc[2 * nn + 1], qf[kk], b[2], b[3]);
+        mma16816<T16>(sc[2 * nn], qa, b[0], b[1]);
+        mma16816<T16>(sc[2 * nn + 1], qa, b[2], b[3]);
       }
     }
 
-    /* scale, causal mask, online softmax (rows g and g + 8 of the warp) */
-    const bool masked = n0 + BN - 1 > p.pos0 + m0 + warp * 16 || n0 + BN > kv_total;
+    /* causal mask, online softmax (rows g and g + 8 of the warp) on raw
+     * scores; the scale is folded into the exponent: p = 2^(s*c - m*c). */
+    if (n0 + BN - 1 > p.pos0 + m0 + warp * 16 || n0 + BN > kv_total) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
+          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
+          if (key > qpos || key >= kv_total) sc[j][e] = -INFINITY;
+        }
+      }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int j = 0; j < BN / 8; j++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float v = sc[j][e] * scale_log2;
-        if (masked) {
-          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
-          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
-          if (key > qpos || key >= kv_total) v = -INFINITY;
-        }
-        sc[j][e] = v;
-        mx[e >> 1] = fmaxf(mx[e >> 1], v);
-      }
+      mx[0] = fmaxf(mx[0], fmaxf(sc[j][0], sc[j][1]));
+      mx[1] = fmaxf(mx[1], fmaxf(sc[j][2], sc[j][3]));
     }
-    float alpha[2];
+    float alpha[2], mneg[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m_run[r], mx[r]);
+      const float m_new = fmaxf(m_run[r], mx[r] * scale_log2); /* in scaled (log2) units */
       /* A row that has seen only masked keys keeps m = -inf; subtract 0 then. */
       const float base = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m_run[r] - base);
+      alpha[r] = fast_exp2(m_run[r] - base);
       m_run[r] = m_new;
-      mx[r] = base;
+      mneg[r] = -base;
     }
     float rs[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int j = 0; j < BN / 8; j++) {
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        const float pv = exp2f(sc[j][e] - mx[e >> 1]);
+        const float pv = fast_exp2(fmaf(sc[j][e], scale_log2, mneg[e >> 1]));
         sc[j][e] = pv;
         rs[e >> 1] += pv;
       }
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
+    /* Late in a long row the maximum rarely moves: skip the rescale when no
+     * row of the warp needs it. */
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-    for (int j = 0; j < D / 8; j++) {
-      o[j][0] *= alpha[0];
-      o[j][1] *= alpha[0];
-      o[j][2] *= alpha[1];
-      o[j][3] *= alpha[1];
+      for (int j = 0; j < D / 8; j++) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
+      }
     }
 
     /* O += P V, P from the score registers (16-bit), V through ldmatrix.trans */
@@ -335,21 +391,41 @@ __global__ void k_attn_warp(const TIn *__restrict__ Q, const TIn *__restrict__ K
 
 /* ---- dispatch ---- */
 
-template <typename T16, int D, typename TIn, typename TOut>
-static int launch_flash(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
-  constexpr int NBUF = sizeof(TIn) == 2 ? 2 : 1;
+template <typename T16, int D, int NW, bool QREG, int BN, typename TIn, typename TOut>
+static int launch_flash_cfg(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
+  constexpr int NBUF = sizeof(TIn) == 2 ? 2 : 1, BM = 16 * NW;
   const size_t smem = (size_t)(BM + 2 * NBUF * BN) * (D + 8) * sizeof(T16);
   static bool configured = false; /* per instantiation; the attribute is per device function */
   if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(k_flash<T16, D, TIn, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    KG_CUDA(cudaFuncSetAttribute(k_flash<T16, D, NW, QREG, BN, TIn, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)smem));
     configured = true;
   }
   dim3 grid((unsigned)((a->T + BM - 1) / BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
   const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  k_flash<T16, D, TIn, TOut><<<grid, FLASH_THREADS, smem, c->ctx.stream>>>(
+  k_flash<T16, D, NW, QREG, BN, TIn, TOut><<<grid, 32 * NW, smem, c->ctx.stream>>>(
       (const TIn *)a->q, (const TIn *)a->k_cache, (const TIn *)a->v_cache, (TOut *)a->out, p, scale_log2);
   KG_CUDA_LAUNCHED("flash attention");
   return KG_OK;
+}
+
+/* KG_CUDA_ATTN_VARIANT (benchmarks): 0 = 4 warps, queries in registers,
+ * 64-key tiles; 1 = queries from shared memory; 2 = 8 warps; 3 = queries
+ * from shared memory, 32-key tiles (4 CTAs per SM); 4 = registers, 32-key tiles. */
+static int attn_variant(void) {
+  const char *v = getenv("KG_CUDA_ATTN_VARIANT");
+  return v && *v ? atoi(v) : KG_CUDA_ATTN_DEFAULT;
+}
+
+template <typename T16, int D, typename TIn, typename TOut>
+static int launch_flash(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
+  switch (attn_variant()) {
+  case 1: return launch_flash_cfg<T16, D, 4, false, 64, TIn, TOut>(c, a, p);
+  case 2: return launch_flash_cfg<T16, D, 8, true, 64, TIn, TOut>(c, a, p);
+  case 3: return launch_flash_cfg<T16, D, 4, false, 32, TIn, TOut>(c, a, p);
+  case 4: return launch_flash_cfg<T16, D, 4, true, 32, TIn, TOut>(c, a, p);
+  default: return launch_flash_cfg<T16, D, 4, true, 64, TIn, TOut>(c, a, p);
+  }
 }
 
 template <typename T16, typename TIo>

@@ -112,12 +112,76 @@ __global__ void k_norm(const float *__restrict__ x, const float *__restrict__ ga
   }
 }
 
+/* The same four values at a time (d % 4 == 0, 16-byte aligned rows), the
+ * row held in registers between the passes (d <= 4 * NORM_VEC_MAX * threads). */
+#define NORM_VEC_MAX 8
+template <typename TOut, bool LAYER>
+__global__ void k_norm4(const float *__restrict__ x, const float *__restrict__ gain, int d, float eps,
+                        float *__restrict__ y32, TOut *__restrict__ y16) {
+  __shared__ float red[32];
+  const int d4 = d / 4;
+  const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)blockIdx.x * d);
+  float4 v[NORM_VEC_MAX];
+  float s = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NORM_VEC_MAX; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    v[j] = i < d4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    s += v[j].x + v[j].y + v[j].z + v[j].w;
+  }
+  const float mean = LAYER ? block_sum(s, red) / (float)d : 0.0f;
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NORM_VEC_MAX; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < d4) {
+      const float a = v[j].x - mean, b = v[j].y - mean, e = v[j].z - mean, f = v[j].w - mean;
+      ss += a * a + b * b + e * e + f * f;
+    }
+  }
+  const float inv = 1.0f / sqrtf(block_sum(ss, red) / (float)d + eps);
+  const float4 *g4 = reinterpret_cast<const float4 *>(gain);
+#pragma unroll
+  for (int j = 0; j < NORM_VEC_MAX; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < d4) {
+      const float4 g = g4[i];
+      float4 o;
+      o.x = (v[j].x - mean) * inv * g.x;
+      o.y = (v[j].y - mean) * inv * g.y;
+      o.z = (v[j].z - mean) * inv * g.z;
+      o.w = (v[j].w - mean) * inv * g.w;
+      if (y32) reinterpret_cast<float4 *>(y32 + (size_t)blockIdx.x * d)[i] = o;
+      if (y16) {
+        uint2 h;
+        h.x = kg_pack2<TOut>(o.x, o.y);
+        h.y = kg_pack2<TOut>(o.z, o.w);
+        reinterpret_cast<uint2 *>(y16 + (size_t)blockIdx.x * d)[i] = h;
+      }
+    }
+  }
+}
+
 int kg_cuda_norm(kg_cuda_impl *c, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,
                  float *y32, void *y16) {
   if (n <= 0) return KG_OK;
   if (n > INT32_MAX) return kg_error(KG_ERR_ARG, "norm over %lld rows is too large", (long long)n);
-  const int threads = d >= 1024 ? 256 : d >= 256 ? 128 : 64;
   const int layer = kind != KG_NORM_RMS;
+  const int vec = d % 4 == 0 && d <= 4 * NORM_VEC_MAX * 256 && (uintptr_t)x % 16 == 0 && (uintptr_t)gain % 16 == 0 &&
+                  (uintptr_t)y32 % 16 == 0 && (uintptr_t)y16 % 8 == 0;
+  if (vec) {
+    /* enough threads that NORM_VEC_MAX float4 each cover the row */
+    int threads = 32;
+    while (threads < 256 && threads * 4 * NORM_VEC_MAX < d) threads *= 2;
+    if (threads < 128 && d >= 512) threads = 128;
+    KG_CUDA_DISPATCH16(c->wdtype, {
+      if (layer) k_norm4<T16, true><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
+      else k_norm4<T16, false><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
+    });
+    KG_CUDA_LAUNCHED("norm");
+    return KG_OK;
+  }
+  const int threads = d >= 1024 ? 256 : d >= 256 ? 128 : 64;
   KG_CUDA_DISPATCH16(c->wdtype, {
     if (layer) k_norm<T16, true><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
     else k_norm<T16, false><<<(unsigned)n, threads, 0, c->ctx.stream>>>(x, gain, d, eps, y32, (T16 *)y16);
@@ -129,22 +193,22 @@ int kg_cuda_norm(kg_cuda_impl *c, kg_norm_kind kind, const float *x, const float
 /* ---- rotate-half RoPE in place: one thread per (row, head, pair) ---- */
 
 template <typename T>
-__global__ void k_rope(T *__restrict__ x, int64_t rows, int T_len, int pos0, int n_heads, int head_dim, kg_rope_freq f) {
+__global__ void k_rope(T *__restrict__ x, int T_len, int pos0, int n_heads, int head_dim, kg_rope_freq f) {
   const int half = head_dim / 2;
-  const int64_t total = rows * n_heads * half;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    const int k = (int)(i % half);
-    const int64_t rh = i / half;
-    const int64_t row = rh / n_heads;
-    const int h = (int)(rh % n_heads);
-    /* The angle is a float32 product, as Hugging Face (and the CPU) compute it. */
-    const float angle = (float)(pos0 + (int)(row % T_len)) * f.f[k];
+  const int64_t row = blockIdx.x;
+  /* The angle is a float32 product, as Hugging Face (and the CPU) compute it;
+   * one sincos per (row, frequency), shared by every head. */
+  const float pos = (float)(pos0 + (int)(row % T_len));
+  T *base = x + (size_t)row * n_heads * head_dim;
+  for (int k = threadIdx.x; k < half; k += blockDim.x) {
     float sn, cs;
-    sincosf(angle, &sn, &cs);
-    T *v = x + (size_t)row * n_heads * head_dim + (size_t)h * head_dim;
-    const float a = kg_to_f<T>(v[k]), b = kg_to_f<T>(v[k + half]);
-    v[k] = kg_from_f<T>(a * cs - b * sn);
-    v[k + half] = kg_from_f<T>(b * cs + a * sn);
+    sincosf(pos * f.f[k], &sn, &cs);
+    for (int h = threadIdx.y; h < n_heads; h += blockDim.y) {
+      T *v = base + (size_t)h * head_dim;
+      const float a = kg_to_f<T>(v[k]), b = kg_to_f<T>(v[k + half]);
+      v[k] = kg_from_f<T>(a * cs - b * sn);
+      v[k + half] = kg_from_f<T>(b * cs + a * sn);
+    }
   }
 }
 
@@ -155,14 +219,18 @@ int kg_cuda_rope(kg_cuda_impl *c, void *x, int x16, int n_seq, int T, int pos0, 
     return kg_error(KG_ERR_UNSUPPORTED, "CUDA RoPE supports even head_dim up to %d, got %d", 2 * KG_CUDA_MAX_HALF, head_dim);
   const int64_t rows = (int64_t)n_seq * T;
   if (rows <= 0) return KG_OK;
+  if (rows > INT32_MAX) return kg_error(KG_ERR_ARG, "RoPE over %lld rows is too large", (long long)rows);
   kg_rope_freq f;
   for (int i = 0; i < half; i++) f.f[i] = inv_freq[i];
-  const size_t work = (size_t)rows * n_heads * half;
+  const int tx = half < 256 ? half : 256;
+  int ty = 256 / tx;
+  if (ty > n_heads) ty = n_heads;
+  const dim3 block((unsigned)tx, (unsigned)(ty > 0 ? ty : 1));
   if (x16) {
-    KG_CUDA_DISPATCH16(c->wdtype, (k_rope<T16><<<grid_for(c, work, 256), 256, 0, c->ctx.stream>>>((T16 *)x, rows, T, pos0,
-                                                                                                   n_heads, head_dim, f)));
+    KG_CUDA_DISPATCH16(c->wdtype, (k_rope<T16><<<(unsigned)rows, block, 0, c->ctx.stream>>>((T16 *)x, T, pos0, n_heads,
+                                                                                            head_dim, f)));
   } else {
-    k_rope<float><<<grid_for(c, work, 256), 256, 0, c->ctx.stream>>>((float *)x, rows, T, pos0, n_heads, head_dim, f);
+    k_rope<float><<<(unsigned)rows, block, 0, c->ctx.stream>>>((float *)x, T, pos0, n_heads, head_dim, f);
   }
   KG_CUDA_LAUNCHED("rope");
   return KG_OK;
@@ -178,10 +246,29 @@ __global__ void k_swiglu(const T *__restrict__ gate, const T *__restrict__ up, i
   }
 }
 
+/* Eight 16-bit values per 16-byte access. */
+template <typename T>
+__global__ void k_swiglu8(const uint4 *__restrict__ gate, const uint4 *__restrict__ up, int64_t n8, uint4 *out) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+    uint4 g = gate[i], u = up[i], o;
+    const T *gv = reinterpret_cast<const T *>(&g), *uv = reinterpret_cast<const T *>(&u);
+    T *ov = reinterpret_cast<T *>(&o);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float a = kg_to_f<T>(gv[k]);
+      ov[k] = kg_from_f<T>(a / (1.0f + expf(-a)) * kg_to_f<T>(uv[k]));
+    }
+    out[i] = o;
+  }
+}
+
 int kg_cuda_swiglu(kg_cuda_impl *c, const void *gate, const void *up, int64_t n, void *out, int h16) {
   if (n <= 0) return KG_OK;
   const unsigned grid = grid_for(c, (size_t)n, 256);
-  if (h16) {
+  if (h16 && n % 8 == 0 && (uintptr_t)gate % 16 == 0 && (uintptr_t)up % 16 == 0 && (uintptr_t)out % 16 == 0) {
+    KG_CUDA_DISPATCH16(c->wdtype, (k_swiglu8<T16><<<grid_for(c, (size_t)n / 8, 256), 256, 0, c->ctx.stream>>>(
+                                      (const uint4 *)gate, (const uint4 *)up, n / 8, (uint4 *)out)));
+  } else if (h16) {
     KG_CUDA_DISPATCH16(c->wdtype, (k_swiglu<T16><<<grid, 256, 0, c->ctx.stream>>>((const T16 *)gate, (const T16 *)up, n,
                                                                                   (T16 *)out)));
   } else {

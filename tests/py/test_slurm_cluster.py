@@ -217,8 +217,9 @@ def test_split_jobs_merge_into_one_cube(cluster, work):
         merged.load()
     assert set(merged.model.values) == {"stories260K", "synth260k"}
     # The shards also combine directly in xarray, to the same values.
-    combined = xr.combine_by_coords([p[NUMERIC + ["status"]] for p in parts], combine_attrs="drop")
+    combined = xr.combine_by_coords(parts, combine_attrs="drop_conflicts")
     combined = combined.reindex_like(merged[NUMERIC])
     for v in NUMERIC:
         np.testing.assert_array_equal(combined[v].values, merged[v].values, err_msg=v)
+    assert (combined["status"].values == merged["status"].values).all()
     assert (merged["status"].values == "done").sum() == 6

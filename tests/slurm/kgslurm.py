@@ -118,7 +118,7 @@ class SlurmCluster:
             "AuthType=auth/munge",
             "CredType=cred/munge",
             # A requeued job waits cred_expire seconds before it may start again.
-            f"AuthInfo=socket={r}/run/munge.sock,cred_expire=5",
+            f"AuthInfo=socket={r}/run/munge.sock,cred_expire=12",
             f"StateSaveLocation={r}/state",
             f"SlurmdSpoolDir={r}/spool",
             f"SlurmctldPidFile={r}/run/slurmctld.pid",

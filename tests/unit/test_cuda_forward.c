@@ -8,7 +8,10 @@
  *     10% of the CPU's, JS(p, p) exactly 0, argmax agreement >= 95%
  *   block streaming under a small memory budget: the same logits and NLLs as
  *     resident weights (1e-6), also after kg_model_sync of an edited block.
- * Exits 77 (skipped) without a CUDA device. */
+ * First, on the CPU alone (so it runs everywhere): kg_model_forward_nll and
+ * kg_model_forward_js against float64 oracles written from the definitions
+ * on the model's logits. Without a CUDA device the test then exits 77
+ * (skipped) if those passed. */
 #include "cuda_testlib.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
@@ -207,13 +210,95 @@ static void check_streaming(const char *spec, int T) {
   kg_backend_destroy(small);
 }
 
+/* log softmax(l)[t] from the definition, in long double. */
+static double oracle_nll(const float *l, int vocab, int t) {
+  long double mx = l[0], s = 0;
+  for (int i = 1; i < vocab; i++) mx = l[i] > mx ? l[i] : mx;
+  for (int i = 0; i < vocab; i++) s += expl((long double)l[i] - mx);
+  return (double)(logl(s) + mx - (long double)l[t]);
+}
+
+/* JS = 1/2 KL(P||M) + 1/2 KL(Q||M), M = (P+Q)/2, natural log, long double. */
+static double oracle_js(const float *a, const float *b, int vocab) {
+  long double ma = a[0], mb = b[0], sa = 0, sb = 0, js = 0;
+  for (int i = 1; i < vocab; i++) ma = a[i] > ma ? a[i] : ma, mb = b[i] > mb ? b[i] : mb;
+  for (int i = 0; i < vocab; i++) sa += expl(a[i] - ma), sb += expl(b[i] - mb);
+  for (int i = 0; i < vocab; i++) {
+    const long double p = expl(a[i] - ma) / sa, q = expl(b[i] - mb) / sb, m = (p + q) / 2;
+    if (p > 0) js += 0.5L * p * logl(p / m);
+    if (q > 0) js += 0.5L * q * logl(q / m);
+  }
+  return (double)js;
+}
+
+/* The CPU's forward_nll / forward_js against the oracles on kg_model_logits. */
+static void check_cpu_head(const char *path) {
+  char name[200];
+  kg_model *m = NULL, *q = NULL;
+  if (kg_model_load(path, cpu, &m, NULL) < 0) {
+    printf("SKIP cpu head checks: %s\n", kg_error_message());
+    return;
+  }
+  CHECK_OK(kg_model_clone(m, cpu, &q));
+  if (!q) return;
+  perturb(q, 1);
+  const int T = 40, n_seq = 3, vocab = m->cfg.vocab_size;
+  const int64_t n = (int64_t)n_seq * T;
+  int32_t *tok = make_tokens(NULL, vocab, (int)n);
+  uint8_t *want = malloc((size_t)n);
+  for (int64_t r = 0; r < n; r++) want[r] = r % T != T - 1 && r % 5 != 2;
+  double *nll = malloc((size_t)n * 8), *js = malloc((size_t)n * 8);
+  int32_t *ap = malloc((size_t)n * 4), *aq = malloc((size_t)n * 4);
+  float *lp = malloc((size_t)T * vocab * 4), *lq = malloc((size_t)T * vocab * 4);
+  CHECK_OK(kg_model_forward_nll(m, tok, n_seq, T, want, nll));
+  CHECK_OK(kg_model_forward_js(m, q, tok, n_seq, T, want, js, ap, aq));
+  double en = 0, ej = 0;
+  int bad = 0;
+  for (int s = 0; s < n_seq; s++) {
+    CHECK_OK(kg_model_logits(m, tok + (size_t)s * T, T, lp));
+    CHECK_OK(kg_model_logits(q, tok + (size_t)s * T, T, lq));
+    for (int t = 0; t < T; t++) {
+      const int64_t r = (int64_t)s * T + t;
+      const float *a = lp + (size_t)t * vocab, *b = lq + (size_t)t * vocab;
+      if (!want[r]) {
+        bad += !isnan(nll[r]) || !isnan(js[r]) || ap[r] != -1 || aq[r] != -1;
+        continue;
+      }
+      const double on = oracle_nll(a, vocab, tok[r + 1]), oj = oracle_js(a, b, vocab);
+      en = fmax(en, fabs(nll[r] - on) / fabs(on));
+      ej = fmax(ej, fabs(js[r] - oj));
+      int am = 0, bm = 0;
+      for (int i = 1; i < vocab; i++) am = a[i] > a[am] ? i : am, bm = b[i] > b[bm] ? i : bm;
+      bad += ap[r] != am || aq[r] != bm;
+    }
+  }
+  /* The oracle's logits come from one sequence per pass, the functions' from
+   * the whole batch: float32 GEMMs of other shapes round differently (~1e-7). */
+  snprintf(name, sizeof(name), "cpu forward_nll vs float64 oracle (max rel)");
+  ct_report(name, en, 1e-5, 0);
+  snprintf(name, sizeof(name), "cpu forward_js vs float64 oracle (max abs)");
+  ct_report(name, ej, 1e-6, 0);
+  ct_report("cpu forward_js argmax and unwanted rows NaN / -1", (double)bad, 0.0, 0);
+  want[T - 1] = 1;
+  const int rc = kg_model_forward_nll(m, tok, n_seq, T, want, nll);
+  ct_report("cpu forward_nll refuses a sequence's last row", rc == KG_ERR_ARG ? 0.0 : 1.0, 0.0, 0);
+  free(tok), free(want), free(nll), free(js), free(ap), free(aq), free(lp), free(lq);
+  kg_model_free(q);
+  kg_model_free(m);
+}
+
 int main(void) {
-  gpu = ct_cuda_or_skip();
-  if (!gpu) return 77;
   CHECK_OK(kg_cpu_backend_create(0, &cpu));
   ct_seed();
   char path[4096];
   snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin", kgtest_data_dir());
+  check_cpu_head(path);
+  gpu = ct_cuda_or_skip();
+  if (!gpu) {
+    const int rc = ct_finish("test_cuda_forward");
+    kg_backend_destroy(cpu);
+    return rc ? rc : 77;
+  }
   compare_model(path, 256, 3);
   compare_model("synthetic:smollm2-135m,layers=6", 256, 2);
   compare_model("smollm2", 256, 2);

@@ -17,6 +17,7 @@
 #endif
 
 static kg_backend *gpu, *cpu;
+static int attn_variant; /* KG_CUDA_ATTN_VARIANT under test (flash kernel configurations) */
 
 #define TOL_F32 1e-6
 #define TOL_GEMM 1e-5
@@ -256,8 +257,8 @@ static void check_attention(int n_seq, int T, int pos0, int kv_stride, int n_hea
   g.q = dq, g.k_cache = dk, g.v_cache = dv, g.out = dout;
   CHECK_OK(gpu->ops->attention(gpu, &g));
   float *out = ct_host(gpu, dout, nq);
-  snprintf(name, sizeof(name), "attention seqs=%d T=%d pos0=%d stride=%d heads=%d/%d hd=%d", n_seq, T, pos0, kv_stride,
-           n_heads, n_kv, hd);
+  snprintf(name, sizeof(name), "attention v%d seqs=%d T=%d pos0=%d stride=%d heads=%d/%d hd=%d", attn_variant, n_seq, T,
+           pos0, kv_stride, n_heads, n_kv, hd);
   ct_check(name, out, ref, nq, TOL_ATTN);
   free(out);
   if (gpu->ops->attention_h) {
@@ -267,8 +268,8 @@ static void check_attention(int n_seq, int T, int pos0, int kv_stride, int n_hea
     g.q = hq, g.k_cache = hk, g.v_cache = hv, g.out = ho;
     CHECK_OK(gpu->ops->attention_h(gpu, &g));
     out = ct_host16(gpu, ho, nq);
-    snprintf(name, sizeof(name), "attention_h seqs=%d T=%d pos0=%d stride=%d heads=%d/%d hd=%d", n_seq, T, pos0,
-             kv_stride, n_heads, n_kv, hd);
+    snprintf(name, sizeof(name), "attention_h v%d seqs=%d T=%d pos0=%d stride=%d heads=%d/%d hd=%d", attn_variant, n_seq,
+             T, pos0, kv_stride, n_heads, n_kv, hd);
     ct_check(name, out, ref, nq, TOL_ATTN);
     free(out);
     gpu->ops->release(gpu, hq), gpu->ops->release(gpu, hk), gpu->ops->release(gpu, hv), gpu->ops->release(gpu, ho);
@@ -336,7 +337,9 @@ static void check_gram(int64_t n, int d) {
   float *x = ct_randn((size_t)n * d, 1.0f);
   double *gc = calloc((size_t)d * d, sizeof(double)), *gg = calloc((size_t)d * d, sizeof(double));
   double *cc = calloc((size_t)d, sizeof(double)), *cg = calloc((size_t)d, sizeof(double));
-  for (size_t i = 0; i < (size_t)d * d; i++) gc[i] = gg[i] = (double)(i % 7); /* accumulation adds to what is there */
+  /* accumulation adds to a (symmetric) matrix already there */
+  for (size_t i = 0; i < (size_t)d; i++)
+    for (size_t j = 0; j < (size_t)d; j++) gc[i * d + j] = gg[i * d + j] = (double)((i + j) % 7);
   CHECK_OK(cpu->ops->gram_accumulate(cpu, x, n, d, gc, cc));
   float *dx = ct_dev(gpu, x, (size_t)n * d);
   CHECK_OK(gpu->ops->gram_accumulate(gpu, dx, n, d, gg, cg));
@@ -444,17 +447,20 @@ int main(void) {
   check_embed(1000, 256, 300);
   const struct { kg_norm_kind k; int64_t n; int d; int alias; } norms[] = {
       {KG_NORM_RMS, 1, 7, 0},        {KG_NORM_RMS, 33, 64, 0},    {KG_NORM_RMS, 130, 4096, 1},
-      {KG_NORM_LAYER_GAIN, 5, 1000, 0},   {KG_NORM_LAYER_GAIN, 17, 576, 1}, {KG_NORM_RMS, 4096, 576, 0}};
+      {KG_NORM_LAYER_GAIN, 5, 1000, 0},   {KG_NORM_LAYER_GAIN, 17, 576, 1}, {KG_NORM_RMS, 4096, 576, 0},
+      {KG_NORM_LAYER_GAIN, 9, 45, 0},     {KG_NORM_RMS, 3, 8192, 0},  {KG_NORM_RMS, 2, 12000, 1}};
   for (size_t i = 0; i < sizeof(norms) / sizeof(norms[0]); i++) check_norm(norms[i].k, norms[i].n, norms[i].d, norms[i].alias);
   check_rope(2, 5, 0, 3, 8);
   check_rope(1, 7, 37, 9, 64);
   check_rope(3, 33, 4000, 4, 128);
   check_rope(1, 1, 131000, 2, 128);
+  check_rope(2, 9, 3, 40, 64); /* more heads than one block's rows */
   check_cache_store(3, 5, 7, 20, 24);
   check_cache_store(1, 1, 63, 64, 128);
   check_swiglu(1);
   check_swiglu(1001);
   check_swiglu(3 * 11008 + 5);
+  check_swiglu(3 * 11008); /* the 8-wide path */
   check_add(7);
   check_add(4096 * 3 + 1);
   check_linear(1, 64, 64);
@@ -463,11 +469,19 @@ int main(void) {
   check_linear(64, 1000, 37);
   check_linear(513, 576, 1536);
   /* attention: flash (T >= 16, head_dim 64/96/128) and the warp kernel (decode, other sizes) */
-  check_attention(2, 100, 0, 100, 4, 2, 64);
-  check_attention(1, 130, 0, 130, 8, 8, 128);
-  check_attention(2, 17, 5, 40, 6, 3, 96);
-  check_attention(1, 65, 0, 65, 9, 3, 64);
-  check_attention(1, 1024, 0, 1024, 4, 1, 128);
+  for (attn_variant = 0; attn_variant <= 4; attn_variant++) {
+    char v[16];
+    snprintf(v, sizeof(v), "%d", attn_variant);
+    setenv("KG_CUDA_ATTN_VARIANT", v, 1);
+    check_attention(2, 100, 0, 100, 4, 2, 64);
+    check_attention(1, 130, 0, 130, 8, 8, 128);
+    check_attention(2, 17, 5, 40, 6, 3, 96);
+    check_attention(1, 65, 0, 65, 9, 3, 64);
+    check_attention(1, 1024, 0, 1024, 4, 1, 128);
+    check_attention(1, 300, 77, 400, 8, 2, 128);
+  }
+  unsetenv("KG_CUDA_ATTN_VARIANT");
+  attn_variant = -1;
   check_attention(3, 1, 57, 64, 4, 1, 128);
   check_attention(2, 1, 0, 8, 8, 2, 64);
   check_attention(2, 3, 10, 16, 4, 4, 64);

@@ -50,6 +50,96 @@ static double time_windows(kg_model *m, const int32_t *tokens, int windows, int 
   return (now_s() - t0) / windows;
 }
 
+/* Milliseconds per call of one operation (after a warm-up), `reps` calls. */
+#define TIME_OP(be, reps, ms, call)                                  \
+  do {                                                               \
+    CHECK_OK(call);                                                  \
+    CHECK_OK((be)->ops->synchronize(be));                            \
+    const double t_ = now_s();                                       \
+    for (int r_ = 0; r_ < (reps); r_++) CHECK_OK(call);              \
+    CHECK_OK((be)->ops->synchronize(be));                            \
+    (ms) = (now_s() - t_) * 1e3 / (reps);                            \
+  } while (0)
+
+/* Each operation of a block (and the head) at the model's shapes for one
+ * window: where a forward pass spends its time. */
+static void breakdown(kg_model *m, int T) {
+  kg_backend *be = m->be;
+  const kg_backend_ops *o = be->ops;
+  const kg_model_config *c = &m->cfg;
+  if (!o->linear_h) return;
+  const int64_t n = T;
+  const int qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
+  const size_t maxw = (size_t)(c->hidden_dim > qw ? c->hidden_dim : qw);
+  float *x = ct_randn((size_t)n * c->dim, 1.0f);
+  float *dx = ct_dev(be, x, (size_t)n * c->dim);
+  void *a = ct_dev16(be, x, (size_t)n * c->dim);
+  void *b = be->ops->alloc(be, (size_t)n * maxw * 2), *b2 = be->ops->alloc(be, (size_t)n * maxw * 2);
+  float *y = be->ops->alloc(be, (size_t)n * 32768 * 4);
+  CHECK_OK(be->ops->to_device(be, b, y, 0));
+  kg_block *blk = &m->blocks[0];
+  kg_weight *w[KG_LIN_COUNT];
+  for (int id = 0; id < KG_LIN_COUNT; id++) w[id] = &blk->lin[id].dev;
+  CHECK_OK(o->weights_acquire ? o->weights_acquire(be, w, KG_LIN_COUNT) : 0);
+  double ms;
+  const int R = 10;
+  TIME_OP(be, R, ms, o->norm_h(be, c->norm, dx, blk->dev_attn_norm, n, c->dim, c->norm_eps, a));
+  printf("  norm_h          %8.3f ms\n", ms);
+  double gflop = 2.0 * n * qw * c->dim / 1e9;
+  TIME_OP(be, R, ms, o->linear_h(be, w[KG_LIN_Q], a, n, b));
+  printf("  linear_h q      %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  gflop = 2.0 * n * kvw * c->dim / 1e9;
+  TIME_OP(be, R, ms, o->linear_h(be, w[KG_LIN_K], a, n, b));
+  printf("  linear_h k      %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  gflop = 2.0 * n * c->hidden_dim * c->dim / 1e9;
+  TIME_OP(be, R, ms, o->linear_h(be, w[KG_LIN_GATE], a, n, b));
+  printf("  linear_h gate   %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  TIME_OP(be, R, ms, o->linear_h_f32(be, w[KG_LIN_DOWN], b, n, dx, 1));
+  printf("  linear_h_f32 down+acc %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  TIME_OP(be, R, ms, o->linear(be, w[KG_LIN_GATE], dx, n, y));
+  printf("  linear (f32 in/out) gate %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  TIME_OP(be, R, ms, o->rope_h(be, b, 1, T, 0, c->n_heads, c->head_dim, m->rope_inv_freq));
+  printf("  rope_h q        %8.3f ms\n", ms);
+  kg_attention_args at = {.q = b, .k_cache = b2, .v_cache = b2, .out = a, .n_seq = 1, .T = T, .pos0 = 0,
+                          .kv_stride = T, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim};
+  CHECK_OK(be->ops->to_device(be, b, y, 0));
+  void *ah = be->ops->alloc(be, (size_t)n * qw * 2);
+  at.out = ah;
+  ct_poison(be, b, (size_t)n * maxw * 2); /* overwritten next: keep the attention inputs finite */
+  {
+    float *r = ct_randn((size_t)n * maxw, 1.0f);
+    void *t1 = ct_dev16(be, r, (size_t)n * maxw);
+    CHECK_OK(be->ops->copy(be, b, t1, (size_t)n * maxw * 2));
+    CHECK_OK(be->ops->copy(be, b2, t1, (size_t)n * maxw * 2));
+    be->ops->release(be, t1);
+    free(r);
+  }
+  gflop = 2.0 * 2.0 * ((double)T * T / 2) * c->n_heads * c->head_dim / 1e9;
+  const char *keep = getenv("KG_CUDA_ATTN_VARIANT");
+  for (int v = 0; v <= 4; v++) {
+    char vs[16];
+    snprintf(vs, sizeof(vs), "%d", v);
+    setenv("KG_CUDA_ATTN_VARIANT", vs, 1);
+    TIME_OP(be, R, ms, o->attention_h(be, &at));
+    printf("  attention_h v%d  %8.3f ms  %6.0f TFLOP/s (causal)\n", v, ms, gflop / ms);
+  }
+  if (keep) setenv("KG_CUDA_ATTN_VARIANT", keep, 1);
+  else unsetenv("KG_CUDA_ATTN_VARIANT");
+  TIME_OP(be, R, ms, o->swiglu_h(be, b, b2, n * c->hidden_dim, b));
+  printf("  swiglu_h        %8.3f ms\n", ms);
+  gflop = 2.0 * n * c->vocab_size * c->dim / 1e9;
+  TIME_OP(be, R, ms, o->linear_h_f32(be, &m->dev_lm_head, a, n, y, 0));
+  printf("  head linear     %8.3f ms  %6.0f TFLOP/s\n", ms, gflop / ms);
+  int32_t *tg = malloc((size_t)n * 4);
+  double *nl = malloc((size_t)n * 8);
+  for (int64_t i = 0; i < n; i++) tg[i] = (int32_t)(i % c->vocab_size);
+  TIME_OP(be, R, ms, o->row_nll(be, y, n, c->vocab_size, tg, nl));
+  printf("  row_nll         %8.3f ms\n", ms);
+  be->ops->release(be, dx), be->ops->release(be, a), be->ops->release(be, b), be->ops->release(be, b2);
+  be->ops->release(be, y), be->ops->release(be, ah);
+  free(x), free(tg), free(nl);
+}
+
 int main(void) {
   const char *perf = getenv("KG_CUDA_PERF");
   if (!perf || strcmp(perf, "1")) {
@@ -91,6 +181,17 @@ int main(void) {
   printf("PERF %s: %.4f s per %d-token window (batch %d): %.2f s for 83 windows, %.0f TFLOP/s, peak %.2f GiB\n", spec,
          spw, T, batch, 83 * spw, flops / spw / 1e12, (double)peak / (1 << 30));
   ct_report("perf: every NLL finite", nonfinite ? 1.0 : 0.0, 0.0, 0);
+  if (batch == 1 && windows >= 2) {
+    double *first2 = malloc((size_t)2 * T * sizeof(double));
+    const double spw2 = time_windows(m, tokens, windows, 2, T, first2, &nonfinite);
+    size_t peak2 = 0;
+    CHECK_OK(kg_backend_memory_stats(gpu, NULL, &peak2));
+    printf("PERF %s: %.4f s per window with 2 windows per forward: %.2f s for 83 windows, %.0f TFLOP/s, peak %.2f GiB\n",
+           spec, spw2, 83 * spw2, flops / spw2 / 1e12, (double)peak2 / (1 << 30));
+    free(first2);
+  }
+  printf("one window's operations (layer 0, head):\n");
+  breakdown(m, T);
 
   const char *sgb = getenv("KG_CUDA_PERF_STREAM_GB");
   if (sgb && *sgb) {

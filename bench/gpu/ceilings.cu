@@ -1,0 +1,195 @@
+// Hardware ceilings measured in the benchmark's own run, for the floors in
+// bench/NOTES.md: dense GEMM rates (bf16, fp16, TF32 and plain fp32 on
+// cuBLAS), device-to-device copy bandwidth, host<->device transfer rates
+// (pageable, pinned, and the cost of pinning pageable memory with
+// cudaHostRegister), and cuSOLVER's Cholesky + triangular inverse.
+//
+// Prints one "ceiling NAME VALUE UNIT" line per figure; each figure is the
+// median of its timed repetitions after warm-ups.
+// Build: nvcc -O3 -arch=sm_90 -o ceilings ceilings.cu -lcublas -lcusolver
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#define CHECK_CUDA(x)                                                                 \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+#define CHECK_OK(x)                                                                   \
+  do {                                                                                \
+    if ((int)(x) != 0) {                                                              \
+      std::fprintf(stderr, "%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, (int)(x)); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+template <class F>
+static double median_ms(F f, int warm, int reps) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < warm; i++) f();
+  std::vector<float> t;
+  for (int i = 0; i < reps; i++) {
+    CHECK_CUDA(cudaEventRecord(a));
+    f();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return t[t.size() / 2];
+}
+
+// pseudo-random values in [-1, 1): tensor cores run slower on random bits than on zeros
+template <class T>
+__global__ void fill(T *x, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    unsigned z = (unsigned)(i * 2654435761u) ^ (unsigned)(i >> 13) * 0x9e3779b9u;
+    x[i] = (T)((float)(z % 20000u) / 10000.0f - 1.0f);
+  }
+}
+
+static void fill_any(void *x, size_t n, cudaDataType t) {
+  if (t == CUDA_R_16BF)
+    fill<__nv_bfloat16><<<1024, 256>>>((__nv_bfloat16 *)x, n);
+  else if (t == CUDA_R_16F)
+    fill<__half><<<1024, 256>>>((__half *)x, n);
+  else
+    fill<float><<<1024, 256>>>((float *)x, n);
+  CHECK_CUDA(cudaGetLastError());
+}
+
+static void gemm_rate(cublasHandle_t h, const char *name, cudaDataType t, cublasComputeType_t ct, size_t elem) {
+  const int n = 8192;
+  void *A, *B, *C;
+  CHECK_CUDA(cudaMalloc(&A, (size_t)n * n * elem));
+  CHECK_CUDA(cudaMalloc(&B, (size_t)n * n * elem));
+  CHECK_CUDA(cudaMalloc(&C, (size_t)n * n * 4));
+  fill_any(A, (size_t)n * n, t);
+  fill_any(B, (size_t)n * n, t);
+  const float one = 1.0f, zero = 0.0f;
+  const double ms = median_ms([&] {
+    CHECK_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, A, t, n, B, t, n, &zero, C, CUDA_R_32F, n, ct,
+                          CUBLAS_GEMM_DEFAULT));
+  }, 3, 10);
+  std::printf("ceiling %s %.1f TFLOP/s\n", name, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12);
+  cudaFree(A);
+  cudaFree(B);
+  cudaFree(C);
+}
+
+int main() {
+  int dev = 0;
+  cudaDeviceProp p;
+  CHECK_CUDA(cudaGetDeviceProperties(&p, dev));
+  std::printf("device %s, %d SMs, %.1f GiB\n", p.name, p.multiProcessorCount, p.totalGlobalMem / 1073741824.0);
+  cublasHandle_t h;
+  CHECK_OK(cublasCreate(&h));
+  gemm_rate(h, "gemm_bf16_8192", CUDA_R_16BF, CUBLAS_COMPUTE_32F, 2);
+  gemm_rate(h, "gemm_fp16_8192", CUDA_R_16F, CUBLAS_COMPUTE_32F, 2);
+  gemm_rate(h, "gemm_tf32_8192", CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4);
+  gemm_rate(h, "gemm_fp32_8192", CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4);
+
+  // device-to-device copy, bytes read + written
+  {
+    const size_t bytes = (size_t)2 << 30;
+    void *a, *b;
+    CHECK_CUDA(cudaMalloc(&a, bytes));
+    CHECK_CUDA(cudaMalloc(&b, bytes));
+    CHECK_CUDA(cudaMemset(a, 1, bytes));
+    const double ms = median_ms([&] { CHECK_CUDA(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 2, 10);
+    std::printf("ceiling copy_d2d %.1f GB/s\n", 2.0 * bytes / (ms * 1e-3) / 1e9);
+    cudaFree(a);
+    cudaFree(b);
+  }
+
+  // host <-> device: a linear of LLaMA-2-7B's MLP in fp32 (4096 x 11008)
+  {
+    const size_t bytes = (size_t)4096 * 11008 * 4;
+    void *d, *pin;
+    CHECK_CUDA(cudaMalloc(&d, bytes));
+    char *host = (char *)std::malloc(bytes);
+    std::memset(host, 1, bytes);
+    CHECK_CUDA(cudaMallocHost(&pin, bytes));
+    std::memset(pin, 1, bytes);
+    double ms = median_ms([&] { CHECK_CUDA(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice)); }, 1, 5);
+    std::printf("ceiling h2d_pageable %.1f GB/s\n", bytes / (ms * 1e-3) / 1e9);
+    ms = median_ms([&] { CHECK_CUDA(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost)); }, 1, 5);
+    std::printf("ceiling d2h_pageable %.1f GB/s\n", bytes / (ms * 1e-3) / 1e9);
+    ms = median_ms([&] { CHECK_CUDA(cudaMemcpy(d, pin, bytes, cudaMemcpyHostToDevice)); }, 1, 5);
+    std::printf("ceiling h2d_pinned %.1f GB/s\n", bytes / (ms * 1e-3) / 1e9);
+    ms = median_ms([&] { CHECK_CUDA(cudaMemcpy(pin, d, bytes, cudaMemcpyDeviceToHost)); }, 1, 5);
+    std::printf("ceiling d2h_pinned %.1f GB/s\n", bytes / (ms * 1e-3) / 1e9);
+    ms = median_ms([&] {
+      CHECK_CUDA(cudaHostRegister(host, bytes, cudaHostRegisterDefault));
+      CHECK_CUDA(cudaHostUnregister(host));
+    }, 1, 5);
+    std::printf("ceiling host_register %.1f GB/s\n", bytes / (ms * 1e-3) / 1e9);
+    cudaFree(d);
+    cudaFreeHost(pin);
+    std::free(host);
+  }
+
+  // Cholesky + triangular inverse (the SparseGPT/GPTQ factorization), fp32
+  {
+    cusolverDnHandle_t s;
+    cusolverDnParams_t prm;
+    CHECK_OK(cusolverDnCreate(&s));
+    CHECK_OK(cusolverDnCreateParams(&prm));
+    for (int n : {4096, 11008}) {
+      float *A, *W;
+      int *info;
+      CHECK_CUDA(cudaMalloc(&A, (size_t)n * n * 4));
+      CHECK_CUDA(cudaMalloc(&W, (size_t)n * n * 4));
+      CHECK_CUDA(cudaMalloc(&info, sizeof(int)));
+      std::vector<float> row(n);
+      for (int i = 0; i < n; i++) {  // diagonally dominant: positive definite
+        for (int j = 0; j < n; j++) row[j] = 0.5f * std::sin(0.37 * i + 0.11 * j) / n;
+        row[i] = 2.0f;
+        CHECK_CUDA(cudaMemcpy(W + (size_t)i * n, row.data(), (size_t)n * 4, cudaMemcpyHostToDevice));
+      }
+      size_t dws = 0, hws = 0, d2 = 0, h2 = 0;
+      CHECK_OK(cusolverDnXpotrf_bufferSize(s, prm, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, A, n, CUDA_R_32F, &dws, &hws));
+      CHECK_OK(cusolverDnXtrtri_bufferSize(s, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A, n, &d2, &h2));
+      dws = std::max(dws, d2);
+      hws = std::max(hws, h2);
+      void *dw, *hw = std::malloc(hws + 1);
+      CHECK_CUDA(cudaMalloc(&dw, dws + 16));
+      const double ms = median_ms([&] {
+        CHECK_CUDA(cudaMemcpy(A, W, (size_t)n * n * 4, cudaMemcpyDeviceToDevice));
+        CHECK_OK(cusolverDnXpotrf(s, prm, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, A, n, CUDA_R_32F, dw, dws, hw, hws, info));
+        CHECK_OK(cusolverDnXtrtri(s, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A, n, dw, dws, hw, hws,
+                                  info));
+      }, 1, 3);
+      std::printf("ceiling potrf_trtri_fp32_%d %.1f TFLOP/s (%.1f ms)\n", n, (2.0 / 3.0) * n * (double)n * n / (ms * 1e-3) / 1e12,
+                  ms);
+      cudaFree(A);
+      cudaFree(W);
+      cudaFree(dw);
+      cudaFree(info);
+      std::free(hw);
+    }
+    cusolverDnDestroyParams(prm);
+    cusolverDnDestroy(s);
+  }
+  cublasDestroy(h);
+  return 0;
+}

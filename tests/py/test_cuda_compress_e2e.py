@@ -1,0 +1,205 @@
+# ctest-labels: py slow
+"""The compression pipeline end to end.
+
+1. CPU backend, host engine: `kickgrid prune` on stories260K against an
+   independent float64 NumPy restatement of the sequential layer-wise
+   pipeline (oracles/llama_ref.py forward with hooks, oracles/prune.py and
+   oracles/obs.py methods): every linear's statistics come from the block's
+   inputs with the blocks before it already pruned, as the reference does.
+2. CUDA backend (skipped without a GPU): the CUDA engine against the host
+   engine on the same backend (KG_COMPRESS_ENGINE=cpu), so only the engine
+   differs (fp16-stored activations, fp16 tensor-core Gram, fp32 device
+   solves vs float64 host ones): mask agreement and perplexity.
+3. CUDA backend vs CPU backend: perplexity of the pruned models within about
+   1% (stories260K; SmolLM2 when KG_SMOLLM2_GGUF names its GGUF)."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kgtest import data_path, run
+from oracles import llama_ref as R
+from oracles import obs as O
+from oracles import prune as P
+
+NSAMPLES, SEQLEN = 6, 96
+LINEARS = [("q_proj", "self_attn", "wq"), ("k_proj", "self_attn", "wk"), ("v_proj", "self_attn", "wv"),
+           ("o_proj", "self_attn", "wo"), ("gate_proj", "mlp", "w_gate"), ("up_proj", "mlp", "w_up"),
+           ("down_proj", "mlp", "w_down")]
+INPUT_OF = {"wq": "attn", "wk": "attn", "wv": "attn", "wo": "attn_out", "w_gate": "mlp", "w_up": "mlp",
+            "w_down": "hidden"}
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    """stories260K written back as a float32 HF directory, and the
+    calibration tokens every run below uses."""
+    data_path("models/stories260K/stories260K.bin")
+    data_path("text/c4/c4-train.00000-of-01024.head.jsonl")
+    d = tmp_path_factory.mktemp("cc_e2e")
+    run("prune", "--model", "stories260K", "--method", "dense", "--calib", "c4", "--nsamples", NSAMPLES,
+        "--seqlen", SEQLEN, "--export-calib", d / "calib.npy", "--out", d / "dense", "--threads", 2)
+    return d
+
+
+def block_inputs(model, L, x):
+    """One block of the reference forward (float64), returning its output and
+    the four linear inputs the pipeline's hook sees."""
+    c = model.cfg
+    T = x.shape[0]
+    pos = np.arange(T)
+    f = R._f64
+    h = model._norm(x, f(L["attn_norm"]))
+    q = model._rope((h @ f(L["wq"]).T).reshape(T, c.n_heads, c.head_dim), pos)
+    k = model._rope((h @ f(L["wk"]).T).reshape(T, c.n_kv_heads, c.head_dim), pos)
+    v = (h @ f(L["wv"]).T).reshape(T, c.n_kv_heads, c.head_dim)
+    group = c.n_heads // c.n_kv_heads
+    kk, vv = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    s = np.einsum("thd,shd->hts", q, kk) / np.sqrt(c.head_dim)
+    s[:, np.arange(T)[None, :] > pos[:, None]] = -np.inf
+    s -= s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    att = np.einsum("hts,shd->thd", p, vv).reshape(T, c.n_heads * c.head_dim)
+    x = x + att @ f(L["wo"]).T
+    h2 = model._norm(x, f(L["ffn_norm"]))
+    g = h2 @ f(L["w_gate"]).T
+    u = h2 @ f(L["w_up"]).T
+    hid = g / (1.0 + np.exp(-g)) * u
+    x = x + hid @ f(L["w_down"]).T
+    return x, {"attn": h, "attn_out": att, "mlp": h2, "hidden": hid}
+
+
+def oracle_pipeline(model, tokens, method, sparsity=0.0, n=0, m=0):
+    """The reference pipeline: per block, statistics over all samples with
+    the dense block, every linear compressed, then the block's outputs with
+    the compressed weights feed the next block (propagate = pruned)."""
+    xs = [model.embed[t] for t in tokens]
+    for L in model.layers:
+        gram, sq = {}, {}
+        for x in xs:
+            _, ins = block_inputs(model, L, x)
+            for key, a in ins.items():
+                gram[key] = gram.get(key, 0) + a.T @ a
+                sq[key] = sq.get(key, 0) + (a * a).sum(axis=0)
+        ns = len(xs)
+        for _, _, key in LINEARS:
+            W = np.asarray(L[key], dtype=np.float32)
+            inp = INPUT_OF[key]
+            if method == "wanda":
+                mask = P.wanda_mask(W, sq[inp] / ns, sparsity, n, m)
+                L[key] = np.where(mask, 0.0, W.astype(np.float64))
+            else:
+                L[key], _, _ = O.sparsegpt(W, 2.0 / ns * gram[inp], sparsity=sparsity, prunen=n, prunem=m)
+            L[key] = np.asarray(L[key], dtype=np.float32)
+        xs = [block_inputs(model, L, x)[0] for x in xs]
+    return model
+
+
+def pruned_weights(d):
+    t = R.read_safetensors(Path(d) / "model.safetensors")
+    return {(l, name): t[f"model.layers.{l}.{part}.{name}.weight"]
+            for l in range(len([k for k in t if k.endswith("input_layernorm.weight")]))
+            for name, part, _ in LINEARS}
+
+
+def prune(dense, out, method, args, backend="cpu", env=None, extra=()):
+    run("prune", "--model", dense / "dense", "--method", method, *args, "--calib", f"tokens:{dense / 'calib.npy'}",
+        "--nsamples", NSAMPLES, "--seqlen", SEQLEN, "--out", out, "--backend", backend, "--threads", 2, *extra, env=env)
+    return pruned_weights(out)
+
+
+CASES = [("wanda", ["--sparsity", "0.5"], dict(sparsity=0.5), 0.995),
+         ("wanda", ["--pattern", "2:4"], dict(n=2, m=4), 0.995),
+         ("sparsegpt", ["--sparsity", "0.5"], dict(sparsity=0.5), 0.98),
+         ("sparsegpt", ["--pattern", "2:4"], dict(n=2, m=4), 0.98)]
+
+
+@pytest.mark.parametrize("method,args,kw,min_agree", CASES, ids=[f"{c[0]}-{c[1][1]}" for c in CASES])
+def test_cpu_pipeline_matches_float64_oracle(dense, tmp_path, method, args, kw, min_agree):
+    ours = prune(dense, tmp_path / "out", method, args)
+    tokens = np.load(dense / "calib.npy")
+    ref = oracle_pipeline(R.load_hf(dense / "dense"), tokens, method, **kw)
+    worst = 1.0
+    for l, L in enumerate(ref.layers):
+        for name, _, key in LINEARS:
+            a, b = ours[(l, name)], np.asarray(L[key], dtype=np.float64)
+            agree = np.mean((a == 0) == (b == 0))
+            worst = min(worst, agree)
+            assert agree >= min_agree, f"layer {l} {name}: mask agreement {agree:.4f}"
+            if method == "sparsegpt":
+                rel = np.linalg.norm(a - b) / np.linalg.norm(b)
+                assert rel < 0.05, f"layer {l} {name}: |W - W_ref| / |W_ref| = {rel:.3g}"
+    print(f"{method} {args}: worst per-linear mask agreement {worst:.4f}")
+
+
+def cuda_usable():
+    if os.environ.get("KG_HAVE_CUDA", "").upper() not in ("ON", "1", "TRUE", "YES"):
+        return False
+    proc = run("ppl", "--model", "stories260K", "--backend", "cuda", "--dataset", "tinystories", "--seqlen", 32,
+               "--max-windows", 1, check=False)
+    return proc.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    if not cuda_usable():
+        pytest.skip("no usable CUDA backend (build without CUDA, or no GPU)")
+
+
+def ppl(model_dir, backend, dataset="tinystories", seqlen=256, windows=16):
+    proc = run("ppl", "--model", model_dir, "--backend", backend, "--dataset", dataset, "--seqlen", seqlen,
+               "--max-windows", windows, "--json")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["ppl"]
+
+
+# stories260K is tiny (64 inputs per row) and 2:4 SparseGPT leaves it badly
+# damaged: a near-tie decided differently in block 0 changes every later
+# block's inputs, so its agreement and perplexity are given more room.
+GPU_CASES = [("wanda", ["--sparsity", "0.5"], 0.99, 0.01), ("wanda", ["--pattern", "2:4"], 0.99, 0.01),
+             ("magnitude", ["--sparsity", "0.5"], 1.0, 1e-9), ("sparsegpt", ["--sparsity", "0.5"], 0.97, 0.01),
+             ("sparsegpt", ["--pattern", "2:4"], 0.8, 0.05),
+             ("sparsegpt", ["--pattern", "2:4", "--true-sequential"], 0.8, 0.05), ("gptq", ["--bits", "4"], None, 0.01)]
+
+
+@pytest.mark.parametrize("method,args,min_agree,ppl_tol", GPU_CASES, ids=[f"{c[0]}-{'-'.join(c[1])}" for c in GPU_CASES])
+def test_cuda_engine_matches_host_engine(dense, gpu, tmp_path, method, args, min_agree, ppl_tol):
+    host = prune(dense, tmp_path / "host", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cpu"})
+    dev = prune(dense, tmp_path / "dev", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cuda"})
+    layers = sorted({k[0] for k in host})
+    per_layer = [min(np.mean((host[k] == 0) == (dev[k] == 0)) for k in host if k[0] == l) for l in layers]
+    agree = min(per_layer)
+    same = np.mean(np.concatenate([(host[k] == dev[k]).ravel() for k in host]))
+    p_host, p_dev = ppl(tmp_path / "host", "cuda"), ppl(tmp_path / "dev", "cuda")
+    print(f"{method} {args}: worst mask agreement per layer {' '.join(f'{a:.4f}' for a in per_layer)}, "
+          f"equal weights {same:.4f}, ppl host engine {p_host:.4f}, cuda engine {p_dev:.4f}")
+    if min_agree is not None:
+        assert agree >= min_agree
+    assert abs(p_dev / p_host - 1) < ppl_tol
+
+
+def smollm2():
+    p = os.environ.get("KG_SMOLLM2_GGUF")
+    return p if p and Path(p).exists() else None
+
+
+@pytest.mark.parametrize("model", ["stories260K", "smollm2"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_cuda_backend_ppl_matches_cpu(gpu, tmp_path, model, method):
+    if model == "smollm2":
+        spec = smollm2()
+        if not spec:
+            pytest.skip("KG_SMOLLM2_GGUF does not name SmolLM2-135M's GGUF")
+        dataset, calib, seqlen = "wikitext2", ["--nsamples", 16, "--seqlen", 256], 512
+    else:
+        spec = "stories260K"
+        dataset, calib, seqlen = "tinystories", ["--nsamples", 16, "--seqlen", 128], 256
+    out = {}
+    for be in ("cpu", "cuda"):
+        run("prune", "--model", spec, "--method", method, "--sparsity", "0.5", "--calib", "c4", *calib,
+            "--out", tmp_path / be, "--backend", be)
+        out[be] = ppl(tmp_path / be, "cpu", dataset, seqlen)
+    print(f"{model} {method}: ppl after pruning on cpu {out['cpu']:.4f}, on cuda {out['cuda']:.4f}")
+    assert abs(out["cuda"] / out["cpu"] - 1) < 0.015

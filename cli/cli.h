@@ -27,6 +27,7 @@ typedef struct kg_cli_model_opts {
   const char *tokenizer; /* --tokenizer (overrides the model's own) */
   const char *backend;   /* --backend cpu|cuda|cuda:N */
   int threads;           /* --threads */
+  double gpu_memory_gb;  /* --gpu-memory-gb (0: the whole device) */
 } kg_cli_model_opts;
 
 #define KG_CLI_MODEL_HELP                                                                        \
@@ -35,6 +36,7 @@ typedef struct kg_cli_model_opts {
   "  --tokenizer PATH  use this tokenizer instead of the model's own\n"                         \
   "  --backend B       cpu (default), cuda or cuda:N\n"                                          \
   "  --threads N       CPU threads (default: all cores)\n"                                       \
+  "  --gpu-memory-gb G GPU memory budget; larger models stream block by block\n"               \
   "  --data-dir DIR    data directory (default $KG_DATA_DIR or ../shared/data)\n"
 
 /* Handles --model/--tokenizer/--backend/--threads/--data-dir at argv[*i]

@@ -10,39 +10,12 @@
 #include "io/manifest.h"
 #include "io/paths.h"
 
-double kg_logsumexp(const float *x, int n) {
-  float mx = x[0];
-  for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0.0;
-  for (int i = 0; i < n; i++) sum += exp((double)x[i] - (double)mx);
-  return (double)mx + log(sum);
-}
-
-typedef struct nll_ctx {
-  const int32_t *tokens; /* the batch's tokens [n_seq * T] */
-  int T;
-  double *window_nll;    /* [n_seq] sums */
-  int nonfinite;
-} nll_ctx;
-
-static int accumulate_nll(void *vctx, const int64_t *rows, int64_t n_rows, const float *logits, int vocab) {
-  nll_ctx *ctx = vctx;
-  for (int64_t i = 0; i < n_rows; i++) {
-    const int64_t row = rows[i];
-    const int seq = (int)(row / ctx->T);
-    const float *lr = logits + i * vocab;
-    double nll = kg_logsumexp(lr, vocab) - (double)lr[ctx->tokens[row + 1]];
-    if (!isfinite(nll)) ctx->nonfinite = 1;
-    ctx->window_nll[seq] += nll;
-  }
-  return 0;
-}
+double kg_logsumexp(const float *x, int n) { return kg_row_logsumexp(x, n); }
 
 int kg_perplexity_tokens(kg_model *m, const int32_t *tokens, int64_t n, int seqlen, int max_windows, int batch,
                          kg_ppl_result *res) {
   int rc = KG_OK;
-  uint8_t *want = NULL;
-  double *window_nll = NULL;
+  double *nll = NULL;
   memset(res, 0, sizeof(*res));
   if (seqlen < 2) return kg_error(KG_ERR_ARG, "perplexity needs seqlen >= 2, got %d", seqlen);
   int64_t windows = n / seqlen;
@@ -51,31 +24,25 @@ int kg_perplexity_tokens(kg_model *m, const int32_t *tokens, int64_t n, int seql
     return kg_error(KG_ERR_ARG, "the text has %lld tokens, fewer than one window of %d", (long long)n, seqlen);
   if (batch <= 0) batch = 1;
   if (batch > windows) batch = (int)windows;
-  want = malloc((size_t)batch * seqlen);
-  window_nll = calloc((size_t)batch, sizeof(double));
-  if (!want || !window_nll) {
-    rc = kg_error(KG_ERR_NOMEM, "out of memory");
-    goto done;
-  }
-  /* The last position of each window predicts nothing inside the window. */
-  for (int s = 0; s < batch; s++)
-    for (int t = 0; t < seqlen; t++) want[(size_t)s * seqlen + t] = t < seqlen - 1;
+  if (!(nll = malloc((size_t)batch * seqlen * sizeof(double)))) return kg_error(KG_ERR_NOMEM, "out of memory");
   double sum_of_means = 0.0;
   kg_progress prog;
   kg_progress_begin(&prog, "perplexity windows", windows);
   const double t0 = kg_now();
   for (int64_t w0 = 0; w0 < windows; w0 += batch) {
     const int nb = (int)(windows - w0 < batch ? windows - w0 : batch);
-    memset(window_nll, 0, (size_t)nb * sizeof(double));
-    nll_ctx ctx = {tokens + w0 * seqlen, seqlen, window_nll, 0};
-    kg_forward_request r = {.tokens = ctx.tokens, .n_seq = nb, .T = seqlen, .want_logits = want,
-                            .on_logits = accumulate_nll, .ctx = &ctx};
-    if ((rc = kg_model_forward(m, &r)) < 0) goto done;
-    if (ctx.nonfinite) {
-      rc = kg_error(KG_ERR_NUMERIC, "non-finite log-likelihood in window %lld", (long long)w0);
-      goto done;
+    /* Every row but each window's last predicts a token inside the window;
+     * the head runs on the backend and only per-row NLLs come back. */
+    if ((rc = kg_model_forward_nll(m, tokens + w0 * seqlen, nb, seqlen, NULL, nll)) < 0) goto done;
+    for (int s = 0; s < nb; s++) {
+      double window = 0.0;
+      for (int t = 0; t < seqlen - 1; t++) window += nll[(size_t)s * seqlen + t];
+      if (!isfinite(window)) {
+        rc = kg_error(KG_ERR_NUMERIC, "non-finite log-likelihood in window %lld", (long long)(w0 + s));
+        goto done;
+      }
+      sum_of_means += window / (seqlen - 1);
     }
-    for (int s = 0; s < nb; s++) sum_of_means += window_nll[s] / (seqlen - 1);
     kg_progress_update(&prog, w0 + nb);
   }
   kg_progress_end(&prog);
@@ -88,8 +55,7 @@ int kg_perplexity_tokens(kg_model *m, const int32_t *tokens, int64_t n, int seql
   res->ppl = exp(res->mean_nll);
   res->tokens_per_s = res->seconds > 0 ? (double)(windows * seqlen) / res->seconds : 0.0;
 done:
-  free(want);
-  free(window_nll);
+  free(nll);
   return rc;
 }
 

@@ -1,5 +1,7 @@
 #include "model/sampling.h"
 
+#include "model/backend.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +46,7 @@ uint64_t kg_rng_below(kg_rng *r, uint64_t n) {
   return x % n;
 }
 
-int32_t kg_argmax(const float *x, int n) {
-  int32_t best = 0;
-  for (int i = 1; i < n; i++)
-    if (x[i] > x[best]) best = i;
-  return best;
-}
+int32_t kg_argmax(const float *x, int n) { return kg_row_argmax(x, n); }
 
 size_t kg_sampling_scratch_bytes(int vocab) { return (size_t)vocab * (sizeof(float) + sizeof(int32_t)); }
 

@@ -81,6 +81,8 @@ int kg_worker_create(const kg_sweep *sweep, const kg_sweep_cells *cells, const k
   w->ppl_tokens = calloc(sweep->n_ppl ? sweep->n_ppl : 1, sizeof(*w->ppl_tokens));
   int rc = (!w->calib || !w->ppl_tokens) ? kg_error(KG_ERR_NOMEM, "out of memory")
                                          : kg_backend_create(env->backend, env->threads, &w->be);
+  if (rc >= 0 && sweep->grid.gpu_memory_gb > 0)
+    rc = kg_backend_set_memory_budget(w->be, (size_t)(sweep->grid.gpu_memory_gb * 1073741824.0));
   if (rc < 0) {
     kg_worker_free(w);
     return rc;

@@ -129,6 +129,8 @@ run_test() { # run_test name timeout [env...]
 
 run_test test_cuda_kernels 600
 run_test test_cuda_forward 900
+# the device-side compression engine's tests (compress/cuda), when built
+if [ -x "$BUILD/tests/test_cuda_compress" ]; then run_test test_cuda_compress 900; fi
 if [ "${KG_VALIDATE_PERF:-1}" != 0 ]; then
   run_test test_cuda_perf 900 KG_CUDA_PERF=1 KG_CUDA_PERF_STREAM_GB="${KG_CUDA_PERF_STREAM_GB:-8}"
 fi

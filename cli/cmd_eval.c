@@ -40,6 +40,8 @@ static const char usage[] =
     "  --js-seqlen N     WikiText-2 window for js (default 1024)\n"
     "  --js-windows N    at most N windows for js (default 16)\n"
     "  --json PATH       also write the results as JSON\n"
+    "  --no-prefix-reuse never share context prefixes through the KV cache (on\n"
+    "                    CUDA, cached passes run in float32, uncached in 16 bits)\n"
     "  --progress        progress lines on stderr\n";
 
 typedef struct eval_opts {
@@ -154,6 +156,10 @@ static int parse_args(int argc, char **argv, kg_cli_model_opts *mo, eval_opts *o
     }
     if (!strcmp(a, "--progress")) {
       o->spec.progress = 1;
+      continue;
+    }
+    if (!strcmp(a, "--no-prefix-reuse")) {
+      o->spec.no_prefix_reuse = 1;
       continue;
     }
     if (i + 1 >= argc) return kg_cli_usage_error("eval", "unknown option or missing value: %s", a);

@@ -1,4 +1,5 @@
 /* kickgrid prune: compress one model and write it as safetensors. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ static const char usage[] =
     "  --dtype T            f32 (default, exact round trip), bf16 or f16\n"
     "  --ppl DATASET        evaluate perplexity afterwards (e.g. wikitext2)\n"
     "  --ppl-seqlen N       perplexity window (default: --seqlen)\n"
-    "  --layers             print the per-linear table\n";
+    "  --layers             print the per-linear table\n"
+    "  --json PATH          also write the report (timings, per-linear table, perplexity) as JSON\n";
 
 static int parse_pattern(const char *v, int *n, int *m) {
   char extra;
@@ -73,6 +75,34 @@ static void print_report(const kg_compress_report *r, int layers) {
          r->calib_forward_seconds, r->stats_seconds, r->solve_seconds);
 }
 
+static int write_json(const char *path, const kg_cli_model_opts *mo, const char *method, const kg_compress_opts *co,
+                      const kg_calib_set *calib, const kg_compress_report *r, double ppl, double wall_s,
+                      double peak_mib) {
+  FILE *f = fopen(path, "w");
+  if (!f) return kg_error(KG_ERR_IO, "%s: cannot write", path);
+  fprintf(f, "{\"model\": \"%s\", \"method\": \"%s\", \"sparsity\": %.6g, \"prune_n\": %d, \"prune_m\": %d,\n",
+          mo->model, method, co->sparsity, co->prune_n, co->prune_m);
+  fprintf(f, " \"calibration\": {\"source\": \"%s\", \"nsamples\": %d, \"seqlen\": %d},\n", calib ? calib->source : "",
+          calib ? calib->nsamples : 0, calib ? calib->seqlen : 0);
+  fprintf(f, " \"overall_sparsity\": %.9g, \"seconds\": %.6f, \"calib_forward_seconds\": %.6f, \"stats_seconds\": %.6f,"
+             " \"solve_seconds\": %.6f, \"wall_seconds\": %.6f, \"peak_host_mib\": %.1f,\n",
+          r->overall_sparsity, r->seconds, r->calib_forward_seconds, r->stats_seconds, r->solve_seconds, wall_s, peak_mib);
+  if (ppl == ppl) fprintf(f, " \"ppl\": %.9g,\n", ppl);
+  fprintf(f, " \"linears\": [");
+  for (int i = 0; i < r->n_linears; i++) {
+    const kg_linear_report *l = &r->linears[i];
+    fprintf(f, "%s\n  {\"layer\": %d, \"linear\": \"%s\", \"sparsity\": %.9g", i ? "," : "", l->layer,
+            kg_linear_name(l->linear), l->sparsity);
+    if (l->recon_error == l->recon_error)
+      fprintf(f, ", \"recon_error\": %.9g, \"recon_relative\": %.9g", l->recon_error, l->recon_relative);
+    if (l->percdamp == l->percdamp) fprintf(f, ", \"percdamp\": %.9g", l->percdamp);
+    fprintf(f, "}");
+  }
+  fprintf(f, "]}\n");
+  if (fclose(f) != 0) return kg_error(KG_ERR_IO, "%s: cannot write", path);
+  return KG_OK;
+}
+
 int kg_cmd_prune(int argc, char **argv) {
   kg_cli_model_opts mo = {0};
   kg_compress_opts co;
@@ -82,6 +112,7 @@ int kg_cmd_prune(int argc, char **argv) {
   const char *method = NULL, *out_dir = NULL, *export_calib = NULL, *ppl_dataset = NULL, *dtype_name = "f32";
   long long v = 0, ppl_seqlen = 0;
   int layers = 0, calib_given = 0;
+  const char *json_path = NULL;
   if (kg_cli_wants_help(argc, argv)) {
     fputs(usage, stdout);
     return 0;
@@ -123,6 +154,7 @@ int kg_cmd_prune(int argc, char **argv) {
     else if (!strcmp(a, "--bits")) { if (kg_cli_parse_int("prune", a, val, 2, 8, &v)) return 2; co.quant.bits = (int)v; }
     else if (!strcmp(a, "--group-size")) { if (kg_cli_parse_int("prune", a, val, -1, 1 << 20, &v)) return 2; co.quant.group_size = (int)v; }
     else if (!strcmp(a, "--out")) out_dir = val;
+    else if (!strcmp(a, "--json")) json_path = val;
     else if (!strcmp(a, "--dtype")) dtype_name = val;
     else if (!strcmp(a, "--ppl")) ppl_dataset = val;
     else if (!strcmp(a, "--ppl-seqlen")) { if (kg_cli_parse_int("prune", a, val, 2, 1 << 20, &ppl_seqlen)) return 2; }
@@ -143,6 +175,7 @@ int kg_cmd_prune(int argc, char **argv) {
   kg_calib_set *calib = NULL;
   kg_compress_report rep = {0};
   int status = 0;
+  double ppl_value = NAN;
   const double t0 = kg_now();
   if (kg_cli_open_model(&mo, &be, &m, &tok) < 0) goto fail;
   /* Magnitude and RTN need data only to report reconstruction errors: build
@@ -162,12 +195,16 @@ int kg_cmd_prune(int argc, char **argv) {
   if (ppl_dataset) {
     kg_ppl_result pr;
     if (kg_perplexity_dataset(m, tok, ppl_dataset, (int)(ppl_seqlen ? ppl_seqlen : cs.seqlen), 0, 1, &pr) < 0) goto fail;
+    ppl_value = pr.ppl;
     printf("perplexity         %.4f (%s, seqlen %d, %lld windows)\n", pr.ppl, ppl_dataset, pr.seqlen,
            (long long)pr.windows);
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("wall time          %.1f s, peak memory %.0f MiB\n", kg_now() - t0, (double)ru.ru_maxrss / 1024.0);
+  if (json_path && write_json(json_path, &mo, method, &co, calib, &rep, ppl_dataset ? ppl_value : NAN,
+                              kg_now() - t0, (double)ru.ru_maxrss / 1024.0) < 0)
+    goto fail;
   goto done;
 fail:
   status = kg_cli_fail("prune");

@@ -11,6 +11,7 @@
 
 #include "compress/calib.h"
 #include "compress/compress.h"
+#include "compress/engine.h"
 #include "evaluate/jsd.h"
 #include "evaluate/ppl.h"
 #include "evaluate/tasks.h"
@@ -94,6 +95,8 @@ int kg_worker_create(const kg_sweep *sweep, const kg_sweep_cells *cells, const k
 void kg_worker_free(kg_worker *w) {
   if (!w) return;
   drop_model(w);
+  /* NCCL communicators cached by the compression engine end with the worker, before MPI does. */
+  kg_engine_shutdown();
   free(w->calib);
   free(w->ppl_tokens);
   kg_backend_destroy(w->be);

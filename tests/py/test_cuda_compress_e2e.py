@@ -157,11 +157,18 @@ def ppl(model_dir, backend, dataset="tinystories", seqlen=256, windows=16):
 
 # stories260K is tiny (64 inputs per row) and 2:4 SparseGPT leaves it badly
 # damaged: a near-tie decided differently in block 0 changes every later
-# block's inputs, so its agreement and perplexity are given more room.
+# block's inputs, so its agreement and perplexity are given more room (seen
+# on an H100: worst block 0.89, perplexity +2.9%). True-sequential runs are
+# compared unstructured for the same reason (with 2:4, o_proj of block 0
+# already sees the few q/k/v weights that differed).
 GPU_CASES = [("wanda", ["--sparsity", "0.5"], 0.99, 0.01), ("wanda", ["--pattern", "2:4"], 0.99, 0.01),
              ("magnitude", ["--sparsity", "0.5"], 1.0, 1e-9), ("sparsegpt", ["--sparsity", "0.5"], 0.97, 0.01),
              ("sparsegpt", ["--pattern", "2:4"], 0.8, 0.05),
-             ("sparsegpt", ["--pattern", "2:4", "--true-sequential"], 0.8, 0.05), ("gptq", ["--bits", "4"], None, 0.01)]
+             ("sparsegpt", ["--sparsity", "0.5", "--true-sequential"], 0.97, 0.01),
+             ("sparsegpt", ["--sparsity", "0.5", "--propagate", "dense"], 0.97, 0.01),
+             ("owl-wanda", ["--sparsity", "0.5"], 0.99, 0.01),
+             ("gptq", ["--bits", "4"], None, 0.01),
+             ("gptq", ["--bits", "4", "--group-size", "32", "--act-order"], None, 0.01)]
 
 
 @pytest.mark.parametrize("method,args,min_agree,ppl_tol", GPU_CASES, ids=[f"{c[0]}-{'-'.join(c[1])}" for c in GPU_CASES])
@@ -178,6 +185,9 @@ def test_cuda_engine_matches_host_engine(dense, gpu, tmp_path, method, args, min
     if min_agree is not None:
         assert agree >= min_agree
     assert abs(p_dev / p_host - 1) < ppl_tol
+    if "--pattern" in args:  # every group of 4 inputs keeps at most 2 weights
+        for k, w in dev.items():
+            assert ((w.reshape(w.shape[0], -1, 4) == 0).sum(axis=2) >= 2).all(), k
 
 
 def smollm2():
@@ -203,3 +213,14 @@ def test_cuda_backend_ppl_matches_cpu(gpu, tmp_path, model, method):
         out[be] = ppl(tmp_path / be, "cpu", dataset, seqlen)
     print(f"{model} {method}: ppl after pruning on cpu {out['cpu']:.4f}, on cuda {out['cuda']:.4f}")
     assert abs(out["cuda"] / out["cpu"] - 1) < 0.015
+
+
+def test_cuda_engine_budget_mode_matches_resident(dense, gpu, tmp_path):
+    """With a memory budget the CUDA engine keeps the activations in pinned
+    host memory (and the backend may stream blocks): the result must not
+    change, since both paths round and compute the same way."""
+    a = prune(dense, tmp_path / "resident", "sparsegpt", ["--sparsity", "0.5"], backend="cuda")
+    b = prune(dense, tmp_path / "budget", "sparsegpt", ["--sparsity", "0.5"], backend="cuda",
+              extra=("--gpu-memory-gb", "0.2"))
+    diff = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not diff, f"{len(diff)} linears differ, first {diff[0]}"

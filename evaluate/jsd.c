@@ -5,35 +5,17 @@
 #include <string.h>
 
 #include "evaluate/eval_internal.h"
-#include "evaluate/ppl.h"
 #include "io/error.h"
 #include "io/log.h"
-#include "model/sampling.h"
 
-#define LN2 0.69314718055994530942
-
+/* The row math lives in the backend (model/backend.h) so that the CPU and
+ * CUDA paths share one definition; these wrappers expose it here. */
 double kg_js_logits_lse(const float *a, double lse_a, const float *b, double lse_b, int vocab) {
-  double js = 0.0;
-  for (int i = 0; i < vocab; i++) {
-    double lp = (double)a[i] - lse_a, lq = (double)b[i] - lse_b;
-    if (lp == lq) continue; /* equal probabilities contribute exactly 0 */
-    double hi = lp > lq ? lp : lq, lo = lp > lq ? lq : lp;
-    if (hi == -INFINITY || isnan(hi)) continue; /* p = q = 0 */
-    /* with t = exp(lo - hi) and L = log1p(t): log M = hi + L - ln2, and the
-     * larger term contributes e^hi (ln2 - L), the smaller e^hi t (lo - hi + ln2 - L) */
-    double d = lo - hi, t = exp(d), L = log1p(t), e = exp(hi);
-    double term = LN2 - L;
-    if (t > 0.0) term += t * (d + LN2 - L);
-    js += e * term;
-  }
-  js *= 0.5;
-  if (js < 0.0) js = 0.0;
-  if (js > LN2) js = LN2;
-  return js;
+  return kg_row_js_lse(a, lse_a, b, lse_b, vocab);
 }
 
 double kg_js_logits(const float *p, const float *q, int vocab) {
-  return kg_js_logits_lse(p, kg_logsumexp(p, vocab), q, kg_logsumexp(q, vocab), vocab);
+  return kg_row_js_lse(p, kg_row_logsumexp(p, vocab), q, kg_row_logsumexp(q, vocab), vocab);
 }
 
 /* ---- accumulation ---- */
@@ -82,89 +64,36 @@ static void acc_finish(js_acc *a, kg_js_result *res) {
   res->top1_agree = (double)a->agree / (double)a->n;
 }
 
-/* ---- one batch: dense rows kept, test rows compared as they arrive ---- */
+/* ---- one batch ---- */
 
-typedef struct js_batch {
-  int vocab;
-  int64_t n_rows;      /* rows of the forward (n_seq * T) */
-  int64_t *slot;       /* row -> compact index of a compared row, or -1 */
-  float *dense;        /* [compared rows, vocab] */
-  double *dense_lse;
-  int32_t *dense_top;
-  js_acc *acc;
-  int64_t base;        /* acc index of compact row 0 */
-} js_batch;
-
-static int keep_dense(void *ctx, const int64_t *rows, int64_t n_rows, const float *logits, int vocab) {
-  js_batch *b = ctx;
-  if (vocab != b->vocab) return kg_error(KG_ERR_ARG, "dense model has %d logits per row, expected %d", vocab, b->vocab);
-  for (int64_t i = 0; i < n_rows; i++) {
-    if (rows[i] < 0 || rows[i] >= b->n_rows || b->slot[rows[i]] < 0) continue;
-    int64_t k = b->slot[rows[i]];
-    const float *row = logits + (size_t)i * (size_t)vocab;
-    memcpy(b->dense + (size_t)k * (size_t)vocab, row, (size_t)vocab * sizeof(float));
-    b->dense_lse[k] = kg_logsumexp(row, vocab);
-    b->dense_top[k] = kg_argmax(row, vocab);
-  }
-  return KG_OK;
-}
-
-static int compare_test(void *ctx, const int64_t *rows, int64_t n_rows, const float *logits, int vocab) {
-  js_batch *b = ctx;
-  if (vocab != b->vocab)
-    return kg_error(KG_ERR_ARG, "test model has %d logits per row, the dense model %d", vocab, b->vocab);
-  int64_t agree = 0;
-#pragma omp parallel for schedule(dynamic, 4) reduction(+ : agree)
-  for (int64_t i = 0; i < n_rows; i++) {
-    if (rows[i] < 0 || rows[i] >= b->n_rows || b->slot[rows[i]] < 0) continue;
-    int64_t k = b->slot[rows[i]];
-    const float *row = logits + (size_t)i * (size_t)vocab;
-    double lse = kg_logsumexp(row, vocab);
-    b->acc->v[b->base + k] = kg_js_logits_lse(b->dense + (size_t)k * (size_t)vocab, b->dense_lse[k], row, lse, vocab);
-    agree += kg_argmax(row, vocab) == b->dense_top[k];
-  }
-  b->acc->agree += agree;
-  return KG_OK;
-}
-
-/* Runs both models over tokens [n_seq, T]; compares rows with want != 0
- * (all when want is NULL). */
+/* Runs both models over tokens [n_seq, T] and appends the JS of every row
+ * with want != 0 (all when want is NULL). kg_model_forward_js keeps at most
+ * one chunk of logits per model alive, on the backend. */
 static int js_run_batch(kg_model *dense, kg_model *test, const int32_t *tokens, int n_seq, int T, const uint8_t *want,
                         js_acc *acc) {
   int rc = KG_OK;
-  int vocab = dense->cfg.vocab_size;
-  if (test->cfg.vocab_size != vocab)
-    return kg_error(KG_ERR_ARG, "JS divergence needs one vocabulary: dense %d, test %d", vocab, test->cfg.vocab_size);
-  int64_t n_rows = (int64_t)n_seq * T, n_cmp = 0;
-  js_batch b = {.vocab = vocab, .n_rows = n_rows, .acc = acc};
-  if (!(b.slot = malloc((size_t)n_rows * sizeof(*b.slot)))) return kg_error(KG_ERR_NOMEM, "JS rows");
-  for (int64_t r = 0; r < n_rows; r++) b.slot[r] = !want || want[r] ? n_cmp++ : -1;
-  b.dense = malloc((size_t)n_cmp * (size_t)vocab * sizeof(float));
-  b.dense_lse = malloc((size_t)n_cmp * sizeof(double));
-  b.dense_top = malloc((size_t)n_cmp * sizeof(int32_t));
-  if (!b.dense || !b.dense_lse || !b.dense_top) {
-    rc = kg_error(KG_ERR_NOMEM, "dense logits of %lld rows x %d", (long long)n_cmp, vocab);
+  int64_t n_rows = (int64_t)n_seq * T;
+  double *js = malloc((size_t)n_rows * sizeof(*js));
+  int32_t *ap = malloc((size_t)n_rows * sizeof(*ap)), *aq = malloc((size_t)n_rows * sizeof(*aq));
+  if (!js || !ap || !aq) {
+    rc = kg_error(KG_ERR_NOMEM, "JS rows (%lld)", (long long)n_rows);
     goto done;
   }
-  if ((rc = acc_reserve(acc, (size_t)n_cmp)) < 0) goto done;
-  b.base = (int64_t)acc->n;
-  for (int64_t k = 0; k < n_cmp; k++) acc->v[acc->n + (size_t)k] = NAN;
-  kg_forward_request fr = {.tokens = tokens, .n_seq = n_seq, .T = T, .want_logits = want, .on_logits = keep_dense,
-                           .ctx = &b};
-  if ((rc = kg_model_forward(dense, &fr)) < 0) goto done;
-  fr.on_logits = compare_test;
-  if ((rc = kg_model_forward(test, &fr)) < 0) goto done;
-  for (int64_t k = 0; k < n_cmp; k++)
-    if (isnan(acc->v[acc->n + (size_t)k])) {
-      rc = kg_error(KG_ERR_NUMERIC, "JS divergence: a compared row got no logits (or NaN logits)");
+  if ((rc = kg_model_forward_js(dense, test, tokens, n_seq, T, want, js, ap, aq)) < 0) goto done;
+  if ((rc = acc_reserve(acc, (size_t)n_rows)) < 0) goto done;
+  for (int64_t r = 0; r < n_rows; r++) {
+    if (want && !want[r]) continue;
+    if (isnan(js[r])) {
+      rc = kg_error(KG_ERR_NUMERIC, "JS divergence is NaN at row %lld (non-finite logits)", (long long)r);
       goto done;
     }
-  acc->n += (size_t)n_cmp;
+    acc->v[acc->n++] = js[r];
+    acc->agree += ap[r] == aq[r];
+  }
 done:
-  free(b.slot);
-  free(b.dense);
-  free(b.dense_lse);
-  free(b.dense_top);
+  free(js);
+  free(ap);
+  free(aq);
   return rc;
 }
 

@@ -5,10 +5,12 @@
  * log-softmaxed in double precision and the sum runs on log-probabilities
  * (log M by log-add-exp), in double; p = 0 or q = 0 terms contribute 0.
  *
- * Both models are resident. Each window (or batch of prompts) runs the dense
- * model first and keeps its logits for that window only, then the test
- * model, whose rows are compared as they arrive: memory is one window of
- * logits, never the dataset's.
+ * Both models are resident on one backend. Each window (or batch of
+ * prompts) goes through kg_model_forward_js (model/model.h): both models'
+ * hidden states, then the head in row chunks with the JS reduced on the
+ * backend, so at most one chunk of logits per model is alive — on a GPU they
+ * never reach the host — and memory never holds the dataset's logits. The
+ * row formula is the backend's kg_row_js_lse (model/backend.h).
  *
  * Statistics over all compared positions: mean, median and 95th percentile
  * (numpy's linear interpolation), maximum, and top-1 agreement (both argmaxes

@@ -52,6 +52,7 @@ void kg_eval_loglik_options(const kg_task_spec *spec, const char *label, kg_logl
   if (spec->cache_bytes > 0) o->cache_bytes = spec->cache_bytes;
   o->progress = spec->progress;
   o->label = label;
+  o->reuse_prefix = !spec->no_prefix_reuse;
 }
 
 int kg_task_select_docs(size_t n, int64_t limit, int limit_random, uint64_t seed, size_t **idx, size_t *n_idx) {

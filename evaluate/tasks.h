@@ -50,6 +50,10 @@ typedef struct kg_task_spec {
   size_t cache_bytes;         /* KV cache budget of the log-likelihood engine (0: 512 MiB) */
   int progress;               /* progress lines on stderr */
   const kg_task_data *data;   /* preloaded task data (borrowed), or NULL to load from the data directory */
+  /* 1: never reuse KV-cache prefixes. On the CUDA backend cached passes run
+   * with float32 activations and uncached ones with 16-bit activations, so
+   * reuse moves scores by bf16 round-off (docs/tasks.md); 0 (default) reuses. */
+  int no_prefix_reuse;
 } kg_task_spec;
 
 void kg_task_spec_default(kg_task_spec *s);

@@ -47,6 +47,19 @@ def test_eval_against_itself(tmp_path):
     assert "js wikitext2" in p.stdout
 
 
+def test_prefix_reuse_does_not_change_scores(tmp_path):
+    model = kgtest.data_path(MODEL)
+    res = []
+    for extra in ([], ["--no-prefix-reuse", "--batch", "1"]):
+        out = tmp_path / f"r{len(extra)}.json"
+        kgtest.run("eval", "--model", model, "--threads", "1", "--tasks", "hellaswag,mmlu", "--limit", "3",
+                   "--num-fewshot", "1", "--json", out, *extra)
+        res.append(json.loads(out.read_text())["tasks"])
+    for task in ("hellaswag", "mmlu"):
+        for m, v in res[0][task]["metrics"].items():
+            assert v["value"] == res[1][task]["metrics"][m]["value"], (task, m)
+
+
 def test_eval_errors():
     model = kgtest.data_path(MODEL)
     for args in (["--tasks", "nope"], ["--tasks", "js"], ["--tasks", "mmlu", "--mmlu-mode", "x"],

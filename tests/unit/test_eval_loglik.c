@@ -87,6 +87,11 @@ static void reference(kg_model *m, const kg_loglik_request *q, int max_len, kg_l
   free(full);
 }
 
+/* CPU: float tolerance; other backends (KG_TEST_BACKEND=cuda) compute in
+ * 16-bit with shape-dependent kernels, so batching moves scores more. */
+static double tolerance = 1e-4;
+static int exact_flags = 1;
+
 static double compare(const kg_loglik_result *a, const kg_loglik_result *b, int n, const char *what) {
   double worst = 0.0;
   int flags = 0;
@@ -96,8 +101,8 @@ static double compare(const kg_loglik_result *a, const kg_loglik_result *b, int 
     flags += a[i].is_greedy != b[i].is_greedy || a[i].next_token != b[i].next_token;
   }
   fprintf(stderr, "%-28s max |dlogprob| %.3g over %d requests, %d flag mismatches\n", what, worst, n, flags);
-  CHECK_MSG(worst < 1e-4, "%s: max abs diff %.3g", what, worst);
-  CHECK_MSG(flags == 0, "%s: %d greedy/next-token mismatches", what, flags);
+  CHECK_MSG(worst < tolerance, "%s: max abs diff %.3g", what, worst);
+  if (exact_flags) CHECK_MSG(flags == 0, "%s: %d greedy/next-token mismatches", what, flags);
   return worst;
 }
 
@@ -135,7 +140,13 @@ int main(void) {
   kg_backend *be = NULL;
   kg_model *m = NULL;
   kg_tokenizer *tok = NULL;
-  CHECK_OK(kg_backend_create("cpu", 1, &be));
+  const char *backend = getenv("KG_TEST_BACKEND") ? getenv("KG_TEST_BACKEND") : "cpu";
+  if (strcmp(backend, "cpu") != 0) {
+    tolerance = 2e-2;
+    exact_flags = 0;
+  }
+  fprintf(stderr, "backend %s\n", backend);
+  CHECK_OK(kg_backend_create(backend, 1, &be));
   CHECK_OK(kg_model_load(path, be, &m, &tok));
   if (!m || !tok) return kgtest_finish("test_eval_loglik");
   test_encode_pair(tok);

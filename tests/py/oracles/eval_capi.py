@@ -45,7 +45,7 @@ class TaskSpec(ctypes.Structure):
     _fields_ = [("task", c_char_p), ("limit", c_int64), ("limit_random", c_int), ("seed", c_uint64),
                 ("num_fewshot", c_int), ("fewshot_seed", c_uint64), ("mmlu_mode", c_int), ("batch", c_int),
                 ("add_bos", c_int), ("bootstrap_iters", c_int), ("max_len", c_int), ("cache_bytes", c_size_t),
-                ("progress", c_int), ("data", c_void_p)]
+                ("progress", c_int), ("data", c_void_p), ("no_prefix_reuse", c_int)]
 
 
 class Metric(ctypes.Structure):

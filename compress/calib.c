@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tasks_pyrandom.h"
+#include "io/pyrandom.h"
 #include "io/datasets.h"
 #include "io/error.h"
 #include "io/log.h"

@@ -361,8 +361,10 @@ int kg_loglik_run(kg_model *m, const kg_loglik_request *reqs, size_t n, const kg
     e.P = P;
     e.T = Tmax;
     kg_kv_cache view;
+    /* precise: the same float32 arithmetic with or without prefix reuse, so a
+     * score never depends on batching or cache settings (GPU 16-bit path off). */
     kg_forward_request fr = {.tokens = tokens, .n_seq = nb, .T = Tmax, .want_logits = want, .on_logits = on_logits,
-                             .ctx = &e};
+                             .ctx = &e, .precise = 1};
     if (o.reuse_prefix) {
       view = *bc; /* the first nb slots of bc: same per-slot layout */
       view.n_seq = nb;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tasks_pyrandom.h"
+#include "io/pyrandom.h"
 #include "io/unicode.h"
 
 int kg_argmax_first(const double *x, int n) {

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "io/datasets.h"
-#include "io/tasks_pyrandom.h"
+#include "io/pyrandom.h"
 
 struct kg_arena;
 

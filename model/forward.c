@@ -287,13 +287,13 @@ int kg_model_head(kg_model *m, const float *x, int n_seq, int T, const uint8_t *
 }
 
 /* Embedding and every block without a cache; the hidden states end in m->ws->x. */
-static int forward_hidden(kg_model *m, const int32_t *tokens, int n_seq, int T) {
+static int forward_hidden(kg_model *m, const int32_t *tokens, int n_seq, int T, int allow_act16) {
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch (%d sequences of %d tokens)", n_seq, T);
   const int64_t n = (int64_t)n_seq * T;
   KG_TRY(kg_workspace_reserve(m, n));
   float *x = m->ws->x;
   KG_TRY(kg_model_embed(m, tokens, n, x));
-  const int act16 = has_act16(m);
+  const int act16 = allow_act16 && has_act16(m);
   for (int l = 0; l < m->cfg.n_layers; l++) {
     if (act16) KG_TRY(block_forward_act16(m, l, x, n_seq, T));
     else KG_TRY(block_forward(m, l, x, n_seq, T, NULL, NULL, 0, 0, NULL, NULL));
@@ -306,7 +306,7 @@ int kg_model_forward(kg_model *m, const kg_forward_request *r) {
   if (r->n_seq <= 0 || r->T <= 0) return kg_error(KG_ERR_ARG, "empty batch (%d sequences of %d tokens)", r->n_seq, r->T);
   kg_kv_cache *cache = r->cache;
   if (!cache) {
-    KG_TRY(forward_hidden(m, r->tokens, r->n_seq, r->T));
+    KG_TRY(forward_hidden(m, r->tokens, r->n_seq, r->T, !r->precise));
   } else {
     if (cache->n_seq != r->n_seq)
       return kg_error(KG_ERR_ARG, "cache holds %d sequences, batch has %d", cache->n_seq, r->n_seq);
@@ -344,7 +344,7 @@ int kg_model_forward_nll(kg_model *m, const int32_t *tokens, int n_seq, int T, c
       return kg_error(KG_ERR_ARG, "row %lld is the last of its sequence: it has no next token to score", (long long)r);
   }
   KG_TRY(check_tokens(m, tokens, n));
-  KG_TRY(forward_hidden(m, tokens, n_seq, T));
+  KG_TRY(forward_hidden(m, tokens, n_seq, T, 1));
   const int64_t chunk = head_chunk_rows(m);
   KG_TRY(reserve_head(m, chunk, 0));
   targets = malloc((size_t)chunk * sizeof(*targets));
@@ -389,8 +389,8 @@ int kg_model_forward_js(kg_model *p, kg_model *q, const int32_t *tokens, int n_s
     if (argmax_q) argmax_q[r] = -1;
   }
   KG_TRY(check_tokens(p, tokens, n));
-  KG_TRY(forward_hidden(p, tokens, n_seq, T));
-  if (q != p) KG_TRY(forward_hidden(q, tokens, n_seq, T));
+  KG_TRY(forward_hidden(p, tokens, n_seq, T, 1));
+  if (q != p) KG_TRY(forward_hidden(q, tokens, n_seq, T, 1));
   int64_t chunk = head_chunk_rows(p);
   KG_TRY(reserve_head(p, chunk, 0));
   KG_TRY(reserve_head(q, chunk, 0));

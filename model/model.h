@@ -142,6 +142,9 @@ typedef struct kg_forward_request {
   const uint8_t *want_logits;  /* optional host [n_seq * T]: rows that need logits */
   kg_logits_fn on_logits;      /* NULL: skip the head */
   void *ctx;
+  int precise;                 /* 1: float32 activations even where the backend has a faster
+                                  16-bit path, so uncached passes compute exactly what cached
+                                  (always float32) passes compute */
 } kg_forward_request;
 
 /* Runs the model over n_seq sequences of T tokens (right-pad shorter ones:

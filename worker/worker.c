@@ -262,7 +262,9 @@ static void task_spec(const kg_sweep_task *st, kg_task_spec *spec) {
   spec->task = st->name;
   spec->limit = st->limit;
   spec->num_fewshot = st->num_fewshot;
+  /* The sweep's task seed drives both the few-shot draw and a random subset. */
   spec->seed = st->seed;
+  spec->fewshot_seed = st->seed;
   spec->mmlu_mode = st->mode == KG_TASK_MODE_GENERATE ? KG_MMLU_GENERATE : KG_MMLU_LOGLIK;
 }
 

@@ -1,7 +1,7 @@
 """ctypes bridge to kickgrid's evaluation code (the code under test, not a
 reference): task prompts, the log-likelihood engine, scoring functions, the
 Python-compatible RNG and JS divergence, through build*/libkgapi.so. The
-struct mirrors follow io/tasks.h, io/tasks_pyrandom.h, evaluate/loglik.h,
+struct mirrors follow io/tasks.h, io/pyrandom.h, evaluate/loglik.h,
 evaluate/tasks.h and evaluate/jsd.h."""
 import ctypes
 from ctypes import (POINTER, byref, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64, c_size_t,

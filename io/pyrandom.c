@@ -1,4 +1,4 @@
-#include "io/tasks_pyrandom.h"
+#include "io/pyrandom.h"
 
 #include <math.h>
 #include <stdlib.h>

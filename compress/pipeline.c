@@ -304,10 +304,14 @@ static int compress_with_data(pipeline *p, double *layer_sparsity) {
   kg_backend *be = p->m->be;
   const int L = p->m->cfg.n_layers;
   p->T = calib->seqlen;
-  p->s0 = (int)((int64_t)calib->nsamples * p->rank / p->size);
-  p->s1 = (int)((int64_t)calib->nsamples * (p->rank + 1) / p->size);
+  /* Methods that ignore the data (magnitude, RTN) run passes only to measure
+   * reconstruction errors: the first recon_samples samples are enough. */
+  int used = calib->nsamples;
+  if (!kg_method_uses_calibration(o->method) && o->recon_samples > 0 && o->recon_samples < used) used = o->recon_samples;
+  p->s0 = (int)((int64_t)used * p->rank / p->size);
+  p->s1 = (int)((int64_t)used * (p->rank + 1) / p->size);
   if (p->s1 <= p->s0)
-    return kg_error(KG_ERR_ARG, "%d calibration samples cannot be split over a team of %d", calib->nsamples, p->size);
+    return kg_error(KG_ERR_ARG, "%d calibration samples cannot be split over a team of %d", used, p->size);
   {
     /* Each rank measures the reconstruction error on its share of the first recon_samples samples. */
     int global = o->recon_samples < calib->nsamples ? o->recon_samples : calib->nsamples;

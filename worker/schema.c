@@ -26,6 +26,7 @@ static const var_def vars[KG_GRID_VAR_COUNT] = {
     [KG_VAR_SPARSITY_ACTUAL] = {"sparsity_actual", KG_CUBE_F64, 0, "1", "fraction of zero weights over all linear layers"},
     [KG_VAR_RECON_REL_MEAN] = {"recon_rel_mean", KG_CUBE_F64, 0, "1",
                                "mean over linears of ||XW^T - XW'^T||^2 / ||XW^T||^2 on calibration inputs"},
+    [KG_VAR_PEAK_RSS_MB] = {"peak_rss_mb", KG_CUBE_F64, 0, "MiB", "peak resident memory of the cell's first rank"},
     [KG_VAR_PPL] = {"ppl", KG_CUBE_F64, 1, "1", "perplexity (SparseGPT/Wanda protocol)"},
     [KG_VAR_JS_MEAN] = {"js_mean", KG_CUBE_F64, 2, "nat", "mean per-token Jensen-Shannon divergence from the dense model"},
     [KG_VAR_JS_MEDIAN] = {"js_median", KG_CUBE_F64, 2, "nat", "median per-token JS divergence"},

@@ -387,6 +387,26 @@ done:
   return rc;
 }
 
+/* Linux keeps the process's peak resident size (VmHWM); writing 5 to
+ * clear_refs resets it, so each cell's peak can be read on its own. */
+static void reset_peak_rss(void) {
+  FILE *f = fopen("/proc/self/clear_refs", "w");
+  if (f) {
+    fputs("5", f);
+    fclose(f);
+  }
+}
+
+static double peak_rss_mb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  double kb = NAN;
+  while (f && fgets(line, sizeof(line), f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = strtod(line + 6, NULL);
+  if (f) fclose(f);
+  return kb / 1024.0;
+}
+
 static FILE *open_cell_log(const kg_worker *w, const kg_sweep_cell *cell, int attempt) {
   if (!w->env.log_dir || !w->env.log_dir[0]) return NULL;
   if (kg_mkdir_p(w->env.log_dir) < 0) return NULL;
@@ -409,7 +429,9 @@ int kg_worker_run_cell(kg_worker *w, int64_t index, int attempt, kg_cell_result 
   cell_out o = {w, res, {0}};
   kg_grid_index(cell, o.index);
   kg_error_clear();
+  reset_peak_rss();
   int rc = run_cell(w, cell, &o);
+  if (rc >= 0 && w->team_rank == 0) rc = put(&o, KG_VAR_PEAK_RSS_MB, 0, NULL, peak_rss_mb());
   res->wall_s = kg_now() - t0;
   snprintf(res->host, sizeof(res->host), "%s", w->env.host ? w->env.host : "");
   if (rc < 0) {

@@ -37,7 +37,8 @@ static void make_sample(sample *s, int i) {
   s->rec.attempts = 1 + i % 2;
   s->rec.wall_s = 0.1 * i + 1.0 / 3.0;
   s->rec.host = "node\"07\"\n";
-  snprintf(s->error, sizeof(s->error), i % 3 == 2 ? "out of memory at layer %d" : "", i);
+  if (i % 3 == 2) snprintf(s->error, sizeof(s->error), "out of memory at layer %d", i);
+  else s->error[0] = '\0';
   s->rec.error = s->error;
   for (int k = 0; k < 3; k++) {
     s->idx[k][0] = 0;

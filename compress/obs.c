@@ -32,23 +32,30 @@ typedef struct sweep {
   int64_t masked;
 } sweep;
 
-static int check_job(const kg_obs_job *j) {
-  if (!j->W || !j->H || j->rows <= 0 || j->cols <= 0 || j->rows > INT32_MAX || j->cols > INT32_MAX)
-    return kg_error(KG_ERR_ARG, "bad layer shape %lldx%lld or null buffers", (long long)j->rows, (long long)j->cols);
-  if (j->blocksize <= 0) return kg_error(KG_ERR_ARG, "blocksize %d must be positive", j->blocksize);
-  if (!(j->percdamp > 0.0) || !isfinite(j->percdamp)) return kg_error(KG_ERR_ARG, "percdamp %g must be positive", j->percdamp);
-  if (j->max_damp_retries < 0 || j->max_damp_retries > 12)
-    return kg_error(KG_ERR_ARG, "max_damp_retries %d is outside 0..12", j->max_damp_retries);
-  if (j->prune_n != 0) {
-    if (j->prune_n < 0 || j->prune_m <= 0 || j->prune_n > j->prune_m || j->prune_m > 256)
-      return kg_error(KG_ERR_ARG, "bad N:M pattern %d:%d", j->prune_n, j->prune_m);
-    if (j->cols % j->prune_m || j->blocksize % j->prune_m)
-      return kg_error(KG_ERR_ARG, "N:M with M=%d needs input columns (%lld) and blocksize (%d) divisible by M",
-                      j->prune_m, (long long)j->cols, j->blocksize);
-  } else if (!(j->sparsity >= 0.0 && j->sparsity < 1.0)) {
-    return kg_error(KG_ERR_ARG, "sparsity %g is outside [0, 1)", j->sparsity);
+int kg_obs_check_params(int64_t rows, int64_t cols, int blocksize, double percdamp, int max_damp_retries, int prune_n,
+                        int prune_m, double sparsity, const kg_quant_opts *quant) {
+  if (rows <= 0 || cols <= 0 || rows > INT32_MAX || cols > INT32_MAX)
+    return kg_error(KG_ERR_ARG, "bad layer shape %lldx%lld", (long long)rows, (long long)cols);
+  if (blocksize <= 0) return kg_error(KG_ERR_ARG, "blocksize %d must be positive", blocksize);
+  if (!(percdamp > 0.0) || !isfinite(percdamp)) return kg_error(KG_ERR_ARG, "percdamp %g must be positive", percdamp);
+  if (max_damp_retries < 0 || max_damp_retries > 12)
+    return kg_error(KG_ERR_ARG, "max_damp_retries %d is outside 0..12", max_damp_retries);
+  if (prune_n != 0) {
+    if (prune_n < 0 || prune_m <= 0 || prune_n > prune_m || prune_m > 256)
+      return kg_error(KG_ERR_ARG, "bad N:M pattern %d:%d", prune_n, prune_m);
+    if (cols % prune_m || blocksize % prune_m)
+      return kg_error(KG_ERR_ARG, "N:M with M=%d needs input columns (%lld) and blocksize (%d) divisible by M", prune_m,
+                      (long long)cols, blocksize);
+  } else if (!(sparsity >= 0.0 && sparsity < 1.0)) {
+    return kg_error(KG_ERR_ARG, "sparsity %g is outside [0, 1)", sparsity);
   }
-  if (j->quant) KG_TRY(kg_quant_opts_check(j->quant, j->cols, "quantizer"));
+  return quant ? kg_quant_opts_check(quant, cols, "quantizer") : KG_OK;
+}
+
+static int check_job(const kg_obs_job *j) {
+  if (!j->W || !j->H) return kg_error(KG_ERR_ARG, "null weight or Hessian buffer");
+  KG_TRY(kg_obs_check_params(j->rows, j->cols, j->blocksize, j->percdamp, j->max_damp_retries, j->prune_n, j->prune_m,
+                             j->sparsity, j->quant));
   KG_TRY(kg_check_finite(j->W, j->rows * j->cols, "weight"));
   for (int64_t i = 0; i < j->cols * j->cols; i++)
     if (!isfinite(j->H[i]))

@@ -61,6 +61,11 @@ typedef struct kg_obs_job {
   int32_t *perm;        /* nullable, [cols]: column processed at position k (identity without act_order) */
 } kg_obs_job;
 
+/* Validates a solve's parameters (shape, blocksize, damping, N:M or sparsity,
+ * quantizer); shared by the CPU and CUDA solvers so both refuse the same inputs. */
+int kg_obs_check_params(int64_t rows, int64_t cols, int blocksize, double percdamp, int max_damp_retries, int prune_n,
+                        int prune_m, double sparsity, const kg_quant_opts *quant);
+
 int kg_obs_sweep(const kg_obs_job *job, kg_obs_result *res);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/error.h"
+#include "io/heap.h"
 #include "io/tokenizer_internal.h"
 #include "io/unicode.h"
 
@@ -35,46 +36,14 @@ static int merge_before(const bmerge *a, const bmerge *b) {
   return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static int heap_push(bpe_work *w, bmerge m) {
-  if (w->h_n == w->h_cap) {
-    size_t cap = w->h_cap ? w->h_cap * 2 : 128;
-    bmerge *h = realloc(w->h, cap * sizeof *h);
-    if (!h) return kg_error(KG_ERR_NOMEM, "%s: out of memory", w->t->name);
-    w->h = h;
-    w->h_cap = cap;
-  }
-  size_t i = w->h_n++;
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!merge_before(&m, &w->h[parent])) break;
-    w->h[i] = w->h[parent];
-    i = parent;
-  }
-  w->h[i] = m;
-  return KG_OK;
-}
-
-static bmerge heap_pop(bpe_work *w) {
-  bmerge top = w->h[0], last = w->h[--w->h_n];
-  size_t i = 0, n = w->h_n;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && merge_before(&w->h[c + 1], &w->h[c])) c++;
-    if (!merge_before(&w->h[c], &last)) break;
-    w->h[i] = w->h[c];
-    i = c;
-  }
-  if (n) w->h[i] = last;
-  return top;
-}
+KG_HEAP_DEFINE(bheap, bmerge, merge_before)
 
 static int queue_pair(bpe_work *w, int32_t pos) {
   if (pos < 0 || w->s[pos].next < 0) return KG_OK;
   int32_t rank, merged;
   if (!kg_pairmap_get(&w->t->merges, w->s[pos].id, w->s[w->s[pos].next].id, &rank, &merged)) return KG_OK;
   bmerge m = {rank, pos, merged};
-  return heap_push(w, m);
+  return bheap_push(&w->h, &w->h_n, &w->h_cap, m, w->t->name);
 }
 
 static int add_sym(bpe_work *w, size_t *count, int32_t id, uint32_t len) {
@@ -142,7 +111,7 @@ static int encode_word(bpe_work *w, const unsigned char *s, size_t n, kg_ids *ou
   w->h_n = 0;
   for (size_t i = 0; i + 1 < count; i++) KG_TRY(queue_pair(w, (int32_t)i));
   while (w->h_n) {
-    bmerge m = heap_pop(w);
+    bmerge m = bheap_pop(w->h, &w->h_n);
     bsym *cur = &w->s[m.pos];
     if (!cur->len || cur->next < 0) continue;
     int32_t rank, merged;

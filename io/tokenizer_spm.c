@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/error.h"
+#include "io/heap.h"
 #include "io/tokenizer_internal.h"
 #include "io/unicode.h"
 
@@ -41,39 +42,7 @@ static int pair_before(const pair *a, const pair *b) {
   return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static int heap_push(spm_work *w, pair p) {
-  if (w->h_n == w->h_cap) {
-    size_t cap = w->h_cap ? w->h_cap * 2 : 256;
-    pair *h = realloc(w->h, cap * sizeof *h);
-    if (!h) return kg_error(KG_ERR_NOMEM, "%s: out of memory", w->t->name);
-    w->h = h;
-    w->h_cap = cap;
-  }
-  size_t i = w->h_n++;
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!pair_before(&p, &w->h[parent])) break;
-    w->h[i] = w->h[parent];
-    i = parent;
-  }
-  w->h[i] = p;
-  return KG_OK;
-}
-
-static pair heap_pop(spm_work *w) {
-  pair top = w->h[0], last = w->h[--w->h_n];
-  size_t i = 0, n = w->h_n;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && pair_before(&w->h[c + 1], &w->h[c])) c++;
-    if (!pair_before(&w->h[c], &last)) break;
-    w->h[i] = w->h[c];
-    i = c;
-  }
-  if (n) w->h[i] = last;
-  return top;
-}
+KG_HEAP_DEFINE(pheap, pair, pair_before)
 
 static int mergeable(int type) {
   return type == KG_PIECE_NORMAL || type == KG_PIECE_USER || type == KG_PIECE_UNUSED;
@@ -87,7 +56,7 @@ static int try_pair(spm_work *w, const char *text, int32_t l, int32_t r) {
   if (id < 0 || !mergeable(t->type[id])) return KG_OK;
   if (t->type[id] == KG_PIECE_UNUSED) w->rev_left[id] = (int32_t)w->s[l].len;
   pair p = {t->score[id], l, r, size};
-  return heap_push(w, p);
+  return pheap_push(&w->h, &w->h_n, &w->h_cap, p, w->t->name);
 }
 
 /* Emits the ids of one final piece: unknown text falls back to bytes. */
@@ -173,7 +142,7 @@ static int bpe_segment(spm_work *w, const char *text, size_t n) {
   w->h_n = 0;
   for (size_t i = 1; i < count; i++) KG_TRY(try_pair(w, text, (int32_t)i - 1, (int32_t)i));
   while (w->h_n) {
-    pair p = heap_pop(w);
+    pair p = pheap_pop(w->h, &w->h_n);
     sym *l = &w->s[p.left], *r = &w->s[p.right];
     /* Stale entries: one side was merged since the pair was queued. */
     if (!l->len || !r->len || l->len + r->len != p.size) continue;

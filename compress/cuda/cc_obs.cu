@@ -294,23 +294,10 @@ extern "C" void kg_cc_factor_free(kg_cc_factor *f) {
 }
 
 static int check_job(const kg_cc_obs_job *j) {
-  if (!j->W || !j->G || j->rows <= 0 || j->cols <= 0 || j->rows > INT32_MAX || j->cols > INT32_MAX)
-    return kg_error(KG_ERR_ARG, "bad layer shape %lldx%lld or null buffers", (long long)j->rows, (long long)j->cols);
+  if (!j->W || !j->G) return kg_error(KG_ERR_ARG, "null weight or Gram buffer");
   if (j->n_samples <= 0) return kg_error(KG_ERR_ARG, "no calibration samples accumulated");
-  if (j->blocksize <= 0) return kg_error(KG_ERR_ARG, "blocksize %d must be positive", j->blocksize);
-  if (!(j->percdamp > 0.0) || !isfinite(j->percdamp)) return kg_error(KG_ERR_ARG, "percdamp %g must be positive", j->percdamp);
-  if (j->max_damp_retries < 0 || j->max_damp_retries > 12)
-    return kg_error(KG_ERR_ARG, "max_damp_retries %d is outside 0..12", j->max_damp_retries);
-  if (j->prune_n != 0) {
-    if (j->prune_n < 0 || j->prune_m <= 0 || j->prune_n > j->prune_m || j->prune_m > 256)
-      return kg_error(KG_ERR_ARG, "bad N:M pattern %d:%d", j->prune_n, j->prune_m);
-    if (j->cols % j->prune_m || j->blocksize % j->prune_m)
-      return kg_error(KG_ERR_ARG, "N:M with M=%d needs input columns (%lld) and blocksize (%d) divisible by M",
-                      j->prune_m, (long long)j->cols, j->blocksize);
-  } else if (!(j->sparsity >= 0.0 && j->sparsity < 1.0)) {
-    return kg_error(KG_ERR_ARG, "sparsity %g is outside [0, 1)", j->sparsity);
-  }
-  if (j->quant) KG_TRY(kg_quant_opts_check(j->quant, j->cols, "quantizer"));
+  KG_TRY(kg_obs_check_params(j->rows, j->cols, j->blocksize, j->percdamp, j->max_damp_retries, j->prune_n, j->prune_m,
+                             j->sparsity, j->quant));
   if (!kg_cc_obs_supported(j->blocksize, j->prune_n, j->prune_m))
     return kg_error(KG_ERR_UNSUPPORTED, "the device sweep takes blocksize <= %d and M <= %d (got %d, %d)", SW_MAXB,
                     SW_MAXB, j->blocksize, j->prune_m);

@@ -8,6 +8,7 @@ find_package(MPI REQUIRED COMPONENTS C)
 find_package(HDF5 REQUIRED COMPONENTS C HL)
 
 pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
+find_package(BZip2 REQUIRED)  # the HellaSwag task file is bzip2-compressed
 # OpenBLAS built with OpenMP shares one thread pool with our OpenMP loops; the
 # pthread build's own pool fights them for the cores (measured: 10-20x slower
 # small-model forwards on a loaded 2-core machine). Debian ships both; prefer

@@ -6,7 +6,7 @@
  * "gold"}, WinoGrande {"context_options", "continuation", "gold"}, LAMBADA
  * {"context", "continuation"}, QA {"context", "answer", "aliases"}),
  * HellaSwag is llama.cpp's text format (bzip2: decompressed with libbz2
- * when built with KG_HAVE_BZLIB, else by spawning `bzip2 -dc`), MMLU is one
+ * with libbz2), MMLU is one
  * CSV per subject under tasks/mmlu/{dev,test}.
  * Each document is turned back into the harness's doc_to_text /
  * doc_to_choice / doc_to_target; docs/tasks.md lists, per task, where the

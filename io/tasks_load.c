@@ -1,17 +1,12 @@
 /* Readers for the llm-foundry JSON Lines task files and llama.cpp's HellaSwag
  * text file, turning each row back into the harness's fields. */
 #include <cjson/cJSON.h>
-#ifdef KG_HAVE_BZLIB
 #include <bzlib.h>
-#endif
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/arena.h"
@@ -179,8 +174,7 @@ done:
 
 /* ---- HellaSwag ---- */
 
-#ifdef KG_HAVE_BZLIB
-/* Decompresses with libbz2 (built with -DKG_HAVE_BZLIB and BZip2::BZip2). */
+/* Decompresses the HellaSwag file with libbz2. */
 static int read_bzip2(const char *path, char **out, size_t *out_len) {
   int rc = KG_OK, bzerr = BZ_OK;
   char *buf = NULL;
@@ -216,78 +210,6 @@ done:
   *out_len = len;
   return KG_OK;
 }
-#else
-/* Reads `bzip2 -dc path` into a NUL-terminated buffer: spawning the tool
- * keeps libbz2 out of the link unless the build defines KG_HAVE_BZLIB (see
- * docs/tasks.md). */
-static int read_bzip2(const char *path, char **out, size_t *out_len) {
-  int rc = KG_OK, fds[2] = {-1, -1}, status = 0;
-  pid_t pid = -1;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  posix_spawn_file_actions_t fa;
-  int fa_ready = 0;
-  if (access(path, R_OK) != 0) return kg_error(KG_ERR_IO, "%s: %s", path, strerror(errno));
-  if (pipe(fds) != 0) return kg_error(KG_ERR_IO, "%s: pipe: %s", path, strerror(errno));
-  if (posix_spawn_file_actions_init(&fa) != 0) {
-    rc = kg_error(KG_ERR_NOMEM, "%s: spawn setup failed", path);
-    goto done;
-  }
-  fa_ready = 1;
-  posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  posix_spawn_file_actions_addclose(&fa, fds[1]);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0); /* our error says it */
-  char *argv[] = {"bzip2", "-dc", "--", (char *)path, NULL};
-  if (posix_spawnp(&pid, "bzip2", &fa, NULL, argv, environ) != 0) {
-    pid = -1;
-    rc = kg_error(KG_ERR_UNSUPPORTED, "%s: cannot run bzip2 to decompress it (is bzip2 installed?)", path);
-    goto done;
-  }
-  close(fds[1]);
-  fds[1] = -1;
-  for (;;) {
-    if (cap - len < 65536) {
-      size_t ncap = cap ? cap * 2 : 1 << 20;
-      char *nb = realloc(buf, ncap + 1);
-      if (!nb) {
-        rc = kg_error(KG_ERR_NOMEM, "%s: decompressed text does not fit in memory", path);
-        goto done;
-      }
-      buf = nb;
-      cap = ncap;
-    }
-    ssize_t got = read(fds[0], buf + len, cap - len);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      rc = kg_error(KG_ERR_IO, "%s: reading bzip2 output: %s", path, strerror(errno));
-      goto done;
-    }
-    if (got == 0) break;
-    len += (size_t)got;
-  }
-done:
-  if (fds[0] >= 0) close(fds[0]);
-  if (fds[1] >= 0) close(fds[1]);
-  if (pid > 0) {
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (rc == KG_OK && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
-      rc = kg_error(KG_ERR_FORMAT, "%s: bzip2 -dc failed (exit status %d): corrupt or not bzip2", path,
-                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-  }
-  if (fa_ready) posix_spawn_file_actions_destroy(&fa);
-  if (rc < 0) {
-    free(buf);
-    return rc;
-  }
-  if (!buf && !(buf = malloc(1))) return kg_error(KG_ERR_NOMEM, "%s: empty buffer", path);
-  buf[len] = '\0';
-  *out = buf;
-  *out_len = len;
-  return KG_OK;
-}
-#endif
 
 int kg_tasks_load_hellaswag(kg_task_data *d, const char *path) {
   char *buf = NULL;

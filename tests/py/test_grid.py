@@ -17,7 +17,7 @@ from kgtest import KICKGRID, SOURCE_DIR, data_path, run
 
 SWEEPS = SOURCE_DIR / "tests" / "data" / "sweeps"
 # Values that legitimately differ between two runs of the same cell.
-VOLATILE = {"wall_s", "compress_s", "eval_s", "host", "attempts"}
+VOLATILE = {"wall_s", "compress_s", "eval_s", "host", "attempts", "peak_rss_mb"}
 
 
 def mpi_env():

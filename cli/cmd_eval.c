@@ -40,8 +40,8 @@ static const char usage[] =
     "  --js-seqlen N     WikiText-2 window for js (default 1024)\n"
     "  --js-windows N    at most N windows for js (default 16)\n"
     "  --json PATH       also write the results as JSON\n"
-    "  --no-prefix-reuse never share context prefixes through the KV cache (on\n"
-    "                    CUDA, cached passes run in float32, uncached in 16 bits)\n"
+    "  --no-prefix-reuse never share context prefixes through the KV cache (every\n"
+    "                    request runs whole; scores agree within float tolerance)\n"
     "  --progress        progress lines on stderr\n";
 
 typedef struct eval_opts {

@@ -227,7 +227,10 @@ static void format_eta(double s, char *out, size_t cap) {
 
 void kg_schedule_progress(kg_schedule *s, int force) {
   double now = kg_now();
-  if (!force && now - s->last_progress < 2.0) return;
+  /* A terminal redraws a live line; a log file (Slurm, nohup) would fill
+   * with one every two seconds, so it gets one a minute plus every change. */
+  const double interval = isatty(STDERR_FILENO) ? 2.0 : 60.0;
+  if (!force && now - s->last_progress < interval) return;
   s->last_progress = now;
   const double elapsed = now - s->start_time;
   const int64_t left = s->n_computed - s->n_done - s->n_failed;

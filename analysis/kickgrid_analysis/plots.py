@@ -85,7 +85,8 @@ def metric_vs_sparsity(ds, var, model, extra=None, ax=None):
     ax.set_ylabel(_metric_title(var, ds, extra))
     ax.set_title(f"{model}: {kc.METRIC_LABEL.get(var, var)} vs sparsity")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing labelled yet in a partly run cube
+        ax.legend(fontsize=8)
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure

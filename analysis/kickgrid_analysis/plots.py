@@ -151,38 +151,48 @@ def calibration_effect(ds, var, model=None, extra=None):
     return fig
 
 
-def layer_heatmaps(ds, var, model, calibration=None, max_methods=6, max_settings=6):
-    """Per-layer values (layer x linear) of one model: a grid of heatmaps,
-    one row per compressing method, one column per setting. None when the
-    variable holds nothing for the model."""
+def layer_heatmaps(ds, var, model, calibration=None, max_methods=6, max_settings=6, ncols=4):
+    """Per-layer values (layer x linear) of one model: one heatmap per
+    (method, setting) that holds values (quantization rows sit at sparsity 0),
+    laid out ncols to a row, on one colour scale. None when the variable holds
+    nothing for the model."""
     if not kc.has_values(ds, var):
         return None
     calibration = calibration if calibration is not None else str(ds.calibration.values[0])
     da = ds[var].sel(model=model, calibration=calibration)
     methods = [str(m) for m in ds.prune_method.values if str(m) != kc.DENSE
                and np.isfinite(da.sel(prune_method=m).values).any()][:max_methods]
-    cols = [p for p in kc.settings(ds) if p[0] > 0 and np.isfinite(
-        da.sel(sparsity=p[0], structure=p[1]).values).any()][:max_settings]
-    if not methods or not cols:
+    panels = []
+    for m in methods:
+        used = [p for p in kc.settings(ds)
+                if np.isfinite(da.sel(prune_method=m, sparsity=p[0], structure=p[1]).values).any()]
+        panels += [(m, p) for p in used[:max_settings]]
+    if not panels:
         return None
     plt = _plt()
     valid = da.values[np.isfinite(da.values)]
     vmin, vmax = float(valid.min()), float(valid.max())
-    fig, axes = plt.subplots(len(methods), len(cols), figsize=(2.6 * len(cols) + 1.2, 2.2 * len(methods) + 0.8),
-                             squeeze=False)
+    ncols = min(ncols, len(panels))
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols + 1.4, 2.9 * nrows + 0.6), squeeze=False,
+                             layout="constrained")
     image = None
-    for i, m in enumerate(methods):
-        for j, (s, t) in enumerate(cols):
-            ax = axes[i][j]
-            cell = da.sel(prune_method=m, sparsity=s, structure=t)
-            image = ax.imshow(cell.values, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
-            ax.set_title(f"{m} {kc.setting_label(s, t)}", fontsize=8)
-            ax.set_yticks(range(cell.sizes["layer"]))
-            ax.set_yticklabels([str(x) for x in cell.layer.values], fontsize=6)
-            ax.set_xticks(range(cell.sizes["linear"]))
-            ax.set_xticklabels([str(x).replace("_proj", "") for x in cell.linear.values], fontsize=6, rotation=90)
-            if j == 0:
-                ax.set_ylabel("layer", fontsize=7)
+    n_layers = da.sizes["layer"]
+    step = 1 if n_layers <= 12 else 5  # readable ticks for deep models
+    for k, (m, (s, t)) in enumerate(panels):
+        ax = axes[k // ncols][k % ncols]
+        cell = da.sel(prune_method=m, sparsity=s, structure=t)
+        image = ax.imshow(cell.values, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
+        label = m if float(s) == 0.0 and str(t) == kc.UNSTRUCTURED else f"{m} {kc.setting_label(s, t)}"
+        ax.set_title(label, fontsize=8)
+        ax.set_yticks(range(0, n_layers, step))
+        ax.set_yticklabels([str(x) for x in cell.layer.values[::step]], fontsize=6)
+        ax.set_xticks(range(cell.sizes["linear"]))
+        ax.set_xticklabels([str(x).replace("_proj", "") for x in cell.linear.values], fontsize=6, rotation=90)
+        if k % ncols == 0:
+            ax.set_ylabel("layer", fontsize=7)
+    for k in range(len(panels), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
     fig.suptitle(f"{model}: {var} per layer and linear (calibration {calibration})", fontsize=10)
     fig.colorbar(image, ax=axes, shrink=0.8, label=var)
     return fig

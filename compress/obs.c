@@ -75,22 +75,23 @@ static int cmp_desc_then_index(const void *a, const void *b) {
   return (x->i > y->i) - (x->i < y->i);
 }
 
-/* act_order: descending diag(H) after the dead-column fix; ties keep the
- * lower column first (a stable descending sort). */
-static int build_perm(sweep *s) {
-  const int64_t n = s->n;
-  for (int64_t i = 0; i < n; i++) s->perm[i] = (int32_t)i;
-  if (!s->job->act_order) return KG_OK;
+int kg_obs_act_order_perm(const double *diag, int64_t stride, const uint8_t *dead, int64_t n, int32_t *perm) {
   keyed *k = malloc((size_t)n * sizeof *k);
   if (!k) return kg_error(KG_ERR_NOMEM, "act_order: no memory for %lld keys", (long long)n);
   for (int64_t i = 0; i < n; i++) {
-    k[i].v = s->dead[i] ? 1.0 : s->job->H[i * n + i];
+    k[i].v = dead[i] ? 1.0 : diag[i * stride];
     k[i].i = (int32_t)i;
   }
   qsort(k, (size_t)n, sizeof *k, cmp_desc_then_index);
-  for (int64_t i = 0; i < n; i++) s->perm[i] = k[i].i;
+  for (int64_t i = 0; i < n; i++) perm[i] = k[i].i;
   free(k);
   return KG_OK;
+}
+
+static int build_perm(sweep *s) {
+  for (int64_t i = 0; i < s->n; i++) s->perm[i] = (int32_t)i;
+  if (!s->job->act_order) return KG_OK;
+  return kg_obs_act_order_perm(s->job->H, s->n + 1, s->dead, s->n, s->perm);
 }
 
 /* Permuted, dead-fixed, damped H factored into Hinv; see the retry policy in

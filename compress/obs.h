@@ -66,6 +66,11 @@ typedef struct kg_obs_job {
 int kg_obs_check_params(int64_t rows, int64_t cols, int blocksize, double percdamp, int max_damp_retries, int prune_n,
                         int prune_m, double sparsity, const kg_quant_opts *quant);
 
+/* GPTQ's act_order permutation, shared by the CPU and CUDA solvers:
+ * perm[k] = column processed at position k, by descending diag (diag[i *
+ * stride]; a dead column counts as 1.0), ties keeping the lower column first. */
+int kg_obs_act_order_perm(const double *diag, int64_t stride, const uint8_t *dead, int64_t n, int32_t *perm);
+
 int kg_obs_sweep(const kg_obs_job *job, kg_obs_result *res);
 
 #endif

@@ -305,17 +305,6 @@ static int check_job(const kg_cc_obs_job *j) {
   return KG_OK;
 }
 
-typedef struct keyed {
-  double v;
-  int32_t i;
-} keyed;
-
-static int cmp_desc_then_index(const void *a, const void *b) {
-  const keyed *x = (const keyed *)a, *y = (const keyed *)b;
-  if (x->v != y->v) return x->v > y->v ? -1 : 1;
-  return (x->i > y->i) - (x->i < y->i);
-}
-
 static int factor_matches(const kg_cc_factor *f, const kg_cc_obs_job *j) {
   return f && f->U && f->G == j->G && f->n == j->cols && f->n_samples == j->n_samples &&
          f->percdamp_asked == j->percdamp && f->max_retries == j->max_damp_retries && f->act_order == j->act_order;
@@ -330,7 +319,6 @@ static int build_factor(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *f) {
   double *h = NULL;
   uint8_t *dead = NULL;
   int32_t *rperm = NULL, *drperm = NULL;
-  keyed *keys = NULL;
   int *info_dev = cc->flags + 1;
   void *dws = NULL;
   kg_cc_factor_free(f);
@@ -354,15 +342,7 @@ static int build_factor(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *f) {
       h[i] = scale2 * (double)diag[i];
       f->host_perm[i] = (int32_t)i;
     }
-    if (job->act_order) {
-      if (!(keys = (keyed *)malloc((size_t)n * sizeof(keyed)))) {
-        rc = kg_error(KG_ERR_NOMEM, "act_order: no memory for %lld keys", (long long)n);
-        goto done;
-      }
-      for (int64_t i = 0; i < n; i++) keys[i] = (keyed){dead[i] ? 1.0 : h[i], (int32_t)i};
-      qsort(keys, (size_t)n, sizeof(keyed), cmp_desc_then_index);
-      for (int64_t i = 0; i < n; i++) f->host_perm[i] = keys[i].i;
-    }
+    if (job->act_order && (rc = kg_obs_act_order_perm(h, 1, dead, n, f->host_perm)) < 0) goto done;
     for (int64_t i = 0; i < n; i++) rperm[i] = f->host_perm[n - 1 - i];
     CC_TRY(kg_cc_alloc((void **)&f->U, (size_t)n * n * sizeof(float), "an inverse Hessian factor"));
     CC_TRY(kg_cc_alloc((void **)&f->perm, (size_t)n * sizeof(int32_t), "a permutation"));
@@ -446,7 +426,6 @@ done:
   free(h);
   free(dead);
   free(rperm);
-  free(keys);
   kg_cc_free(drperm);
   if (rc < 0) kg_cc_factor_free(f);
   return rc;

@@ -41,6 +41,10 @@ int kg_schedule_open(kg_schedule *s, const kg_sweep *sweep, const kg_sweep_cells
   s->max_attempts = 1 + (sweep->grid.retries > 0 ? sweep->grid.retries : 0);
   s->publish_every = publish_every;
   s->start_time = kg_now();
+  /* A log file (Slurm, nohup) would fill with a line every two seconds, so
+   * without a terminal (mpirun's pipes count as none) it gets one every 30 s,
+   * plus one at every finished cell. */
+  s->progress_every = isatty(STDERR_FILENO) ? 2.0 : 30.0;
   const size_t n = cells->n_cells;
   s->state = calloc(n ? n : 1, sizeof(*s->state));
   s->attempts = calloc(n ? n : 1, sizeof(*s->attempts));
@@ -227,11 +231,7 @@ static void format_eta(double s, char *out, size_t cap) {
 
 void kg_schedule_progress(kg_schedule *s, int force) {
   double now = kg_now();
-  /* A log file (Slurm, nohup) would fill with a line every two seconds, so
-   * without a terminal (mpirun's pipes count as none) it gets one every 30 s,
-   * plus one at every finished cell. */
-  const double interval = isatty(STDERR_FILENO) ? 2.0 : 30.0;
-  if (!force && now - s->last_progress < interval) return;
+  if (!force && now - s->last_progress < s->progress_every) return;
   s->last_progress = now;
   const double elapsed = now - s->start_time;
   const int64_t left = s->n_computed - s->n_done - s->n_failed;

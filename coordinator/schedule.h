@@ -29,6 +29,7 @@ typedef struct kg_schedule {
   /* progress */
   int64_t n_computed, n_done, n_failed, n_running, done_this_run;
   double start_time, last_progress;
+  double progress_every; /* seconds between unforced progress lines */
 } kg_schedule;
 
 /* Opens the schedule: replays an existing journal when resume is set (an

@@ -471,8 +471,10 @@ int kg_wcache_put(kg_wcache *c, const unsigned char *w, size_t n, uint64_t h, co
   while (c->e[j].klen) j = (j + 1) & c->mask;
   struct kg_wcache_entry e = {h, (uint32_t)c->keys.len, (uint32_t)(n + 1), (uint32_t)c->ids.n,
                               (uint32_t)(out->n - from)};
-  KG_TRY(kg_buf_append(&c->keys, w, n));
-  KG_TRY(kg_ids_append(&c->ids, out->v + from, out->n - from));
+  /* An empty word (or one that encoded to no ids) may come with a NULL
+   * pointer, and NULL + 0 is undefined: append only what exists. */
+  if (n) KG_TRY(kg_buf_append(&c->keys, w, n));
+  if (out->n > from) KG_TRY(kg_ids_append(&c->ids, out->v + from, out->n - from));
   c->e[j] = e; /* klen stores n + 1 so that the empty word is a valid key */
   c->count++;
   return KG_OK;

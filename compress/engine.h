@@ -57,6 +57,7 @@ typedef struct kg_solve_out {
   int damp_retries;
   int64_t zeros;         /* exact zeros in W' */
   double seconds;
+  int device_current;    /* the backend's copy of the weights already holds W' (no kg_model_sync needed) */
 } kg_solve_out;
 
 typedef struct kg_engine_ops {
@@ -90,8 +91,9 @@ typedef struct kg_engine_ops {
   /* Compresses lin->w in place with the pipeline's method at `sparsity`,
    * from the statistics of input `in` (none for data-free runs). */
   int (*solve)(kg_engine *e, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out);
-  /* Drops what solve cached for the group (factorizations, scalers). */
-  void (*solve_end)(kg_engine *e);
+  /* Completes the group's solves (the host masters hold every result on
+   * return) and drops what solve cached (factorizations, scalers). */
+  int (*solve_end)(kg_engine *e);
 } kg_engine_ops;
 
 struct kg_engine {

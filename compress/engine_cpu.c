@@ -37,7 +37,7 @@ static void stats_free_all(cpu_engine *c) {
   }
 }
 
-static void cpu_solve_end(kg_engine *e) {
+static int cpu_solve_end(kg_engine *e) {
   cpu_engine *c = cpu_of(e);
   for (int in = 0; in < KG_INPUT_COUNT; in++) {
     free(c->H[in]);
@@ -45,12 +45,13 @@ static void cpu_solve_end(kg_engine *e) {
     free(c->G[in]);
     c->H[in] = c->scaler[in] = c->G[in] = NULL;
   }
+  return KG_OK;
 }
 
 static void cpu_destroy(kg_engine *e) {
   cpu_engine *c = cpu_of(e);
   kg_backend *be = e->m->be;
-  cpu_solve_end(e);
+  (void)cpu_solve_end(e);
   stats_free_all(c);
   if (c->acts[1] != c->acts[0]) be->ops->release(be, c->acts[1]);
   be->ops->release(be, c->acts[0]);

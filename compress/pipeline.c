@@ -154,8 +154,11 @@ static int compress_group(pipeline *p, int layer, const linear_group *g, double 
     rc = e->ops->solve(e, &b->lin[id], kg_linear_input_of(id), sparsity, &outs[i]);
     if (rc < 0) kg_error_context("layer %d %s: ", layer, kg_linear_name(id));
   }
-  e->ops->solve_end(e);
+  const int end_rc = e->ops->solve_end(e);
+  if (rc >= 0) rc = end_rc;
   rc = team_agree(p, rc);
+  /* Engines that refresh the backend's weights themselves spare the upload. */
+  int device_current = 1;
   for (int i = 0; i < g->n && rc >= 0; i++) {
     const kg_linear_id id = g->ids[i];
     kg_linear *lin = &b->lin[id];
@@ -169,8 +172,9 @@ static int compress_group(pipeline *p, int layer, const linear_group *g, double 
         rc = team_error(mrc, "MPI_Bcast of compressed weights");
         break;
       }
-      outs[i] = (kg_solve_out){info[0], info[1], info[2], (int)info[3], (int64_t)info[4], info[5]};
+      outs[i] = (kg_solve_out){info[0], info[1], info[2], (int)info[3], (int64_t)info[4], info[5], 0};
     }
+    device_current &= outs[i].device_current;
     const int64_t total = (int64_t)lin->rows * lin->cols;
     p->zeros[layer * KG_LIN_COUNT + id] = outs[i].zeros;
     if (p->rep) {
@@ -190,7 +194,7 @@ static int compress_group(pipeline *p, int layer, const linear_group *g, double 
   }
   p->solve_seconds += kg_now() - t0;
   if (rc < 0) return rc;
-  return kg_model_sync(p->m, layer);
+  return device_current ? KG_OK : kg_model_sync(p->m, layer);
 }
 
 static int embed_samples(pipeline *p) {

@@ -184,6 +184,10 @@ typedef struct kg_cc_obs_job {
  * KG_ERR_UNSUPPORTED for shapes the device sweep does not take (the caller
  * then solves on the host). */
 int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *factor, kg_obs_result *res);
+/* Builds the factorization kg_cc_obs_sweep would use for job's Gram into
+ * *factor (kept when it already matches). Reads neither job->W nor
+ * job->work, so the weights may still be uploading on another stream. */
+int kg_cc_obs_prepare(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *factor);
 /* Whether kg_cc_obs_sweep takes these options. */
 int kg_cc_obs_supported(int blocksize, int prune_n, int prune_m);
 

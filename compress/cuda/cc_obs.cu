@@ -431,6 +431,13 @@ done:
   return rc;
 }
 
+extern "C" int kg_cc_obs_prepare(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *factor) {
+  if (!job->G) return kg_error(KG_ERR_ARG, "null Gram buffer");
+  if (job->n_samples <= 0) return kg_error(KG_ERR_ARG, "no calibration samples accumulated");
+  if (factor_matches(factor, job)) return KG_OK;
+  return build_factor(cc, job, factor);
+}
+
 extern "C" int kg_cc_obs_sweep(kg_cc *cc, const kg_cc_obs_job *job, kg_cc_factor *factor, kg_obs_result *res) {
   int rc = KG_OK;
   kg_cc_factor local;

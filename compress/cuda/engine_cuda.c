@@ -4,14 +4,22 @@
  * host master weights (uploaded to scratch, solved in fp32, downloaded).
  * Options the device solvers do not take (the Wanda variant, RTN, blocksize
  * > 128, M > 64 for masks) are solved on the host from downloaded statistics,
- * with the same results as the host engine would give from those statistics. */
+ * with the same results as the host engine would give from those statistics.
+ *
+ * Transfers overlap with device work: a linear's weights upload on a helper
+ * thread while the factorization of its input's Hessian runs, its result
+ * downloads on another while the next linear starts, and the backend's 16-bit
+ * copy is refreshed on the device from the solved float32 matrix instead of
+ * a second upload from the host (kg_model_sync is then skipped). */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compress/compress_internal.h"
 #include "compress/cuda/cc.h"
+#include "compress/cuda/cc_xfer.h"
 #include "compress/engine.h"
 #include "compress/stats.h"
 #include "io/error.h"
@@ -42,12 +50,22 @@ typedef struct cuda_engine {
   size_t w_cap, w0_cap, work_cap;
   uint32_t *dbits, *hbits; /* zero bitmask of a masked W: device, host */
   size_t bits_cap, hbits_cap;
-  int pin;                /* page-lock the block's host weights while it is solved */
-  void *pinned_at;        /* registered host range, NULL when none */
-  int pinned_layer;
   double *host_scaler[KG_INPUT_COUNT];
   double *sqrt_scaler[KG_INPUT_COUNT]; /* device */
   kg_cc_factor factor;
+  /* transfers of master weights (cc_xfer.h) */
+  cc_xfer up, down;
+  int have_xfer;
+  pthread_t down_thread;  /* the previous linear's download, while down_active */
+  int down_active;
+  struct xfer_job {
+    cc_xfer *x;
+    void *dst;
+    const void *src;
+    size_t bytes;
+    int upload;
+    cudaError_t err;
+  } down_job;
 } cuda_engine;
 
 static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
@@ -58,6 +76,39 @@ static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
     if (eng_e_ != cudaSuccess) return kg_cc_cuda_fail(eng_e_, #call, __FILE__, __LINE__);                  \
   } while (0)
 
+static void *xfer_run(void *arg) {
+  struct xfer_job *j = arg;
+  j->err = j->upload ? cc_xfer_upload(j->x, j->dst, j->src, j->bytes) : cc_xfer_download(j->x, j->dst, j->src, j->bytes);
+  return NULL;
+}
+
+/* Starts job on a helper thread (*started = 1), or runs it here when no
+ * thread can be made. */
+static void xfer_start(struct xfer_job *j, pthread_t *t, int *started) {
+  *started = pthread_create(t, NULL, xfer_run, j) == 0;
+  if (!*started) xfer_run(j);
+}
+
+static int xfer_finish(struct xfer_job *j, pthread_t t, int started, const char *what) {
+  if (started) pthread_join(t, NULL);
+  if (j->err != cudaSuccess) return kg_cc_cuda_fail(j->err, what, __FILE__, __LINE__);
+  return KG_OK;
+}
+
+/* Waits for the previous linear's download into its host master. */
+static int join_download(cuda_engine *c) {
+  if (!c->down_active) return KG_OK;
+  c->down_active = 0;
+  return xfer_finish(&c->down_job, c->down_thread, 1, "download of solved weights");
+}
+
+static int copy_weights(cuda_engine *c, int upload, void *dst, const void *src, size_t bytes) {
+  if (!c->have_xfer) return upload ? kg_cc_upload(c->cc, dst, src, bytes) : kg_cc_download(c->cc, dst, src, bytes);
+  struct xfer_job j = {upload ? &c->up : &c->down, dst, src, bytes, upload, cudaSuccess};
+  xfer_run(&j);
+  return xfer_finish(&j, 0, 0, upload ? "weight upload" : "weight download");
+}
+
 static void release_input(cuda_engine *c, int in) {
   kg_cc_stats_free(&c->stats[in]);
   kg_cc_stats_free(&c->recon[in]);
@@ -67,45 +118,13 @@ static void release_input(cuda_engine *c, int in) {
   c->sqrt_scaler[in] = NULL;
 }
 
-static void cu_solve_end(kg_engine *e) { kg_cc_factor_free(&cu_of(e)->factor); }
-
-static void unpin(cuda_engine *c) {
-  if (c->pinned_at) cudaHostUnregister(c->pinned_at);
-  c->pinned_at = NULL;
-}
-
-/* Page-locks the host range holding block `lin` belongs to (all seven
- * linears, which the arena keeps together), so uploads, downloads and the
- * model's re-upload (kg_model_sync) run at pinned speed; released when the
- * next group begins. Best effort: a failure only costs speed. */
-static void pin_block(cuda_engine *c, const kg_linear *lin) {
-  if (!c->pin) return;
-  const kg_model *m = c->base.m;
-  for (int l = 0; l < m->cfg.n_layers; l++) {
-    const kg_block *b = &m->blocks[l];
-    if (lin < &b->lin[0] || lin >= &b->lin[KG_LIN_COUNT]) continue;
-    if (c->pinned_at && c->pinned_layer == l) return;
-    unpin(c);
-    c->pinned_layer = l;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int id = 0; id < KG_LIN_COUNT; id++) {
-      const uintptr_t a = (uintptr_t)b->lin[id].w, e = a + (size_t)b->lin[id].rows * b->lin[id].cols * sizeof(float);
-      if (a < lo) lo = a;
-      if (e > hi) hi = e;
-    }
-    const uintptr_t page = 4096;
-    lo &= ~(page - 1);
-    hi = (hi + page - 1) & ~(page - 1);
-    if (cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterDefault) == cudaSuccess)
-      c->pinned_at = (void *)lo;
-    else
-      (void)cudaGetLastError();
-    return;
-  }
+static int cu_solve_end(kg_engine *e) {
+  cuda_engine *c = cu_of(e);
+  kg_cc_factor_free(&c->factor);
+  return join_download(c);
 }
 
 static void stats_release(cuda_engine *c) {
-  unpin(c);
   kg_cc_factor_free(&c->factor);
   for (int in = 0; in < KG_INPUT_COUNT; in++) release_input(c, in);
   c->min_input = 0;
@@ -113,6 +132,11 @@ static void stats_release(cuda_engine *c) {
 
 static void cu_destroy(kg_engine *e) {
   cuda_engine *c = cu_of(e);
+  (void)join_download(c);
+  if (c->have_xfer) {
+    cc_xfer_destroy(&c->up);
+    cc_xfer_destroy(&c->down);
+  }
   if (c->cc) kg_cc_sync(c->cc);
   stats_release(c);
   for (int i = 0; i < c->sets; i++) {
@@ -336,6 +360,56 @@ static int device_solvable(const kg_compress_opts *o) {
   }
 }
 
+static int needs_factor(const kg_compress_opts *o) {
+  return o->method == KG_METHOD_SPARSEGPT || o->method == KG_METHOD_OWL_SPARSEGPT || o->method == KG_METHOD_GPTQ;
+}
+
+/* The device sweep's job for lin (W = dW; quant is the storage job.quant points at). */
+static int obs_job(cuda_engine *c, const kg_linear *lin, kg_linear_input in, double sparsity, kg_quant_opts *quant,
+                   kg_cc_obs_job *job) {
+  const kg_compress_opts *o = c->base.o;
+  const int64_t rows = lin->rows, cols = lin->cols;
+  kg_cc_stats *st = &c->stats[in];
+  if (!st->gram) return kg_error(KG_ERR_ARG, "%s needs the Hessian of its input", kg_method_name(o->method));
+  *quant = o->quant;
+  *job = (kg_cc_obs_job){
+      .W = c->dW, .rows = rows, .cols = cols, .G = st->gram, .n_samples = st->n_samples, .blocksize = o->blocksize,
+      .percdamp = o->percdamp, .max_damp_retries = 3,
+  };
+  if (o->method == KG_METHOD_GPTQ) {
+    job->quant = quant;
+    job->act_order = o->act_order;
+    if (o->act_order) {
+      KG_TRY(grow(&c->dWork, &c->work_cap, (size_t)(rows * cols), "an act_order work buffer"));
+      job->work = c->dWork;
+    }
+  } else {
+    job->sparsity = o->prune_n ? 0.0 : sparsity;
+    job->prune_n = o->prune_n;
+    job->prune_m = o->prune_m;
+  }
+  return KG_OK;
+}
+
+/* Uploads lin's master into dW0; for a Hessian method whose factorization is
+ * not cached yet, builds it meanwhile (it reads only the Gram). */
+static int upload_and_factor(cuda_engine *c, const kg_linear *lin, kg_linear_input in, double sparsity, size_t bytes) {
+  const kg_compress_opts *o = c->base.o;
+  if (!(c->have_xfer && device_solvable(o) && needs_factor(o) && c->stats[in].gram))
+    return copy_weights(c, 1, c->dW0, lin->w, bytes);
+  kg_quant_opts quant;
+  kg_cc_obs_job job;
+  KG_TRY(obs_job(c, lin, in, sparsity, &quant, &job));
+  struct xfer_job up = {&c->up, c->dW0, lin->w, bytes, 1, cudaSuccess};
+  pthread_t t;
+  int started = 0;
+  xfer_start(&up, &t, &started);
+  const int factor_rc = kg_cc_obs_prepare(c->cc, &job, &c->factor);
+  const int upload_rc = xfer_finish(&up, t, started, "weight upload");
+  KG_TRY(factor_rc);
+  return upload_rc;
+}
+
 static int device_solve(cuda_engine *c, const kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
   const kg_compress_opts *o = c->base.o;
   const int64_t rows = lin->rows, cols = lin->cols;
@@ -352,25 +426,9 @@ static int device_solve(cuda_engine *c, const kg_linear *lin, kg_linear_input in
   }
   default: break;
   }
-  kg_cc_stats *st = &c->stats[in];
-  if (!st->gram) return kg_error(KG_ERR_ARG, "%s needs the Hessian of its input", kg_method_name(o->method));
-  kg_quant_opts quant = o->quant;
-  kg_cc_obs_job job = {
-      .W = c->dW, .rows = rows, .cols = cols, .G = st->gram, .n_samples = st->n_samples, .blocksize = o->blocksize,
-      .percdamp = o->percdamp, .max_damp_retries = 3,
-  };
-  if (o->method == KG_METHOD_GPTQ) {
-    job.quant = &quant;
-    job.act_order = o->act_order;
-    if (o->act_order) {
-      KG_TRY(grow(&c->dWork, &c->work_cap, (size_t)(rows * cols), "an act_order work buffer"));
-      job.work = c->dWork;
-    }
-  } else {
-    job.sparsity = o->prune_n ? 0.0 : sparsity;
-    job.prune_n = o->prune_n;
-    job.prune_m = o->prune_m;
-  }
+  kg_quant_opts quant;
+  kg_cc_obs_job job;
+  KG_TRY(obs_job(c, lin, in, sparsity, &quant, &job));
   kg_obs_result res;
   KG_TRY(kg_cc_obs_sweep(c->cc, &job, &c->factor, &res));
   out->percdamp = res.percdamp;
@@ -448,6 +506,20 @@ static int download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zer
   return KG_OK;
 }
 
+/* Refreshes the backend's 16-bit copy of lin from dW on the device, when
+ * the backend holds it resident; otherwise the pipeline uploads from the host. */
+static int refresh_backend(cuda_engine *c, kg_linear *lin, int *current) {
+  *current = 0;
+  const int rc = kg_cuda_weight_refresh(c->base.m->be, &lin->dev, c->dW);
+  if (rc == KG_ERR_UNSUPPORTED) {
+    kg_error_clear();
+    return KG_OK;
+  }
+  KG_TRY(rc);
+  *current = 1;
+  return KG_OK;
+}
+
 static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out) {
   cuda_engine *c = cu_of(e);
   const int64_t rows = lin->rows, cols = lin->cols;
@@ -455,6 +527,7 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   const double t0 = kg_now();
   out->recon_error = out->recon_relative = out->percdamp = NAN;
   out->damp_retries = 0;
+  out->device_current = 0;
   if ((int)in < c->min_input)
     return kg_error(KG_ERR_ARG, "the statistics of input %s were released (linears must come in input order)",
                     kg_linear_input_name(in));
@@ -465,10 +538,12 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   c->min_input = in;
   const kg_cc_stats *gsrc = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
   const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
+  /* The previous linear's download reads dW: it must end before dW moves. */
+  if (n > c->w_cap) KG_TRY(join_download(c));
   KG_TRY(grow(&c->dW, &c->w_cap, n, "a weight matrix"));
   KG_TRY(grow(&c->dW0, &c->w0_cap, n, "a weight matrix"));
-  pin_block(c, lin);
-  KG_TRY(kg_cc_upload(c->cc, c->dW0, lin->w, bytes));
+  KG_TRY(upload_and_factor(c, lin, in, sparsity, bytes));
+  KG_TRY(join_download(c));
   if (device_solvable(e->o)) {
     ENG_CUDA(cudaMemcpyAsync(c->dW, c->dW0, bytes, cudaMemcpyDeviceToDevice, c->cc->stream));
     KG_TRY(device_solve(c, lin, in, sparsity, out));
@@ -476,11 +551,20 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
       KG_TRY(download_mask(c, lin, (int64_t)n, &out->zeros));
     } else {
       KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
-      KG_TRY(kg_cc_download(c->cc, lin->w, c->dW, bytes));
+      if (c->have_xfer) {
+        /* Joined by the next solve or solve_end, before anyone reads lin->w. */
+        c->down_job = (struct xfer_job){&c->down, lin->w, c->dW, bytes, 0, cudaSuccess};
+        if (pthread_create(&c->down_thread, NULL, xfer_run, &c->down_job) == 0)
+          c->down_active = 1;
+        else
+          KG_TRY(copy_weights(c, 0, lin->w, c->dW, bytes));
+      } else {
+        KG_TRY(copy_weights(c, 0, lin->w, c->dW, bytes));
+      }
     }
   } else {
     KG_TRY(host_solve(c, lin, in, sparsity, out));
-    KG_TRY(kg_cc_upload(c->cc, c->dW, lin->w, bytes));
+    KG_TRY(copy_weights(c, 1, c->dW, lin->w, bytes));
     KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
   }
   if (G) {
@@ -489,6 +573,7 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     out->recon_error = err;
     out->recon_relative = base > 0 ? err / base : NAN;
   }
+  KG_TRY(refresh_backend(c, lin, &out->device_current));
   out->seconds = kg_now() - t0;
   return KG_OK;
 }
@@ -521,15 +606,19 @@ int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **ou
   c->base.m = m;
   c->base.o = o;
   c->ctx = ctx;
-  /* KG_CC_PIN=1: pinned transfers run at about 55 GB/s against 10 (up)
-   * and 17 (down) pageable on an H100 host, and pinning costs about 23 GB/s
-   * once per block: 1-2 s less on LLaMA-2-7B (bench/NOTES.md). Off by
-   * default: on SmolLM2 the backend's own copies of tensors sharing the
-   * pinned pages failed (cudaErrorInvalidValue), and with a memory budget
-   * the backend may register streamed blocks itself. */
-  const char *pin = getenv("KG_CC_PIN");
-  c->pin = pin && !strcmp(pin, "1") && ctx->memory_budget_bytes == 0;
   rc = kg_cc_create(ctx->device, ctx->stream, &c->cc);
+  /* KG_CC_XFER=0 keeps plain pageable copies (for comparisons). */
+  const char *xfer = getenv("KG_CC_XFER");
+  if (rc >= 0 && !(xfer && !strcmp(xfer, "0"))) {
+    const cudaError_t xe = cc_xfer_init(&c->up, ctx->device);
+    const cudaError_t de = xe == cudaSuccess ? cc_xfer_init(&c->down, ctx->device) : xe;
+    if (de == cudaSuccess) {
+      c->have_xfer = 1;
+    } else {
+      if (xe == cudaSuccess) cc_xfer_destroy(&c->up);
+      rc = kg_cc_cuda_fail(de, "transfer streams", __FILE__, __LINE__);
+    }
+  }
   if (o->team != MPI_COMM_NULL) {
     /* NCCL setup is collective: every rank must get there, or none. */
     int mine = rc < 0 ? rc : 0, worst = 0;

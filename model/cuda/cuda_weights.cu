@@ -124,6 +124,15 @@ int kg_cuda_weight_upload(kg_backend *be, kg_weight *w, const float *host, int r
   return convert_upload(c, host, elems, NULL, w->host);
 }
 
+int kg_cuda_weight_refresh(kg_backend *be, kg_weight *w, const float *dev) {
+  if (!kg_cuda_context_of(be)) return kg_error(KG_ERR_UNSUPPORTED, "weight refresh needs the CUDA backend");
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  if (w->streamed || w->host || !w->data || w->dtype != c->wdtype)
+    return kg_error(KG_ERR_UNSUPPORTED, "weight refresh of a streamed or unloaded weight");
+  KG_CUDA(cudaSetDevice(c->ctx.device));
+  return kg_cuda_f32_to_16(c, dev, w->data, (size_t)w->rows * w->cols);
+}
+
 int kg_cuda_plan_weights(kg_backend *be, int n_blocks, int64_t block_elems, int64_t global_elems, size_t reserve_bytes,
                          int *n_resident) {
   kg_cuda_impl *c = kg_cuda_impl_of(be);

@@ -32,6 +32,14 @@ const kg_cuda_context *kg_cuda_context_of(const kg_backend *be);
 
 /* Turn CUDA/cuBLAS failures into kg_error codes (KG_ERR_DEVICE, or
  * KG_ERR_NOMEM for allocation failures) naming what failed. */
+/* Refreshes resident weight w (already uploaded, not streamed) from
+ * rows * cols float32 values in device memory, with the rounding
+ * weight_upload applies to host values, in order on the backend's stream;
+ * dev must stay valid until that stream reaches the conversion. Returns
+ * KG_ERR_UNSUPPORTED for a streamed or unloaded weight (upload from the host
+ * then). */
+int kg_cuda_weight_refresh(kg_backend *be, kg_weight *w, const float *dev);
+
 int kg_cuda_fail(cudaError_t e, const char *what, const char *file, int line);
 int kg_cublas_fail(cublasStatus_t s, const char *what, const char *file, int line);
 #define KG_CUDA(call)                                                                  \

@@ -5,6 +5,7 @@
  * copy engine moves the other at pinned speed (about 55 GB/s). */
 #include "compress/cuda/cc_xfer.h"
 
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -14,9 +15,9 @@
 /* Pieces of one chunk that the threads copy. */
 #define XFER_PIECE ((size_t)1 << 20)
 
-static void parallel_copy(void *dst, const void *src, size_t bytes) {
+static void parallel_copy(int threads, void *dst, const void *src, size_t bytes) {
   const int64_t pieces = (int64_t)((bytes + XFER_PIECE - 1) / XFER_PIECE);
-#pragma omp parallel for schedule(static) if (pieces > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (pieces > 1)
   for (int64_t p = 0; p < pieces; p++) {
     const size_t off = (size_t)p * XFER_PIECE, n = bytes - off < XFER_PIECE ? bytes - off : XFER_PIECE;
     memcpy((char *)dst + off, (const char *)src + off, n);
@@ -26,6 +27,10 @@ static void parallel_copy(void *dst, const void *src, size_t bytes) {
 cudaError_t cc_xfer_init(cc_xfer *x, int device) {
   memset(x, 0, sizeof(*x));
   x->device = device;
+  /* Not the OpenMP default: a helper thread would inherit OMP_NUM_THREADS,
+   * which batch systems often set to 1. Two transfers may run at once. */
+  x->threads = omp_get_num_procs() / 2;
+  if (x->threads < 1) x->threads = 1;
   cudaError_t e = cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking);
   for (int i = 0; i < 2 && e == cudaSuccess; i++) e = cudaEventCreateWithFlags(&x->moved[i], cudaEventDisableTiming);
   if (e != cudaSuccess) {
@@ -56,7 +61,28 @@ void cc_xfer_destroy(cc_xfer *x) {
   memset(x, 0, sizeof(*x));
 }
 
+static cudaError_t xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes);
+static cudaError_t xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes);
+
+static double now_s(void) { return omp_get_wtime(); }
+
 cudaError_t cc_xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes) {
+  const double t0 = now_s();
+  cudaError_t e = xfer_upload(x, dev, host, bytes);
+  x->seconds += now_s() - t0;
+  x->bytes += (double)bytes;
+  return e;
+}
+
+cudaError_t cc_xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes) {
+  const double t0 = now_s();
+  cudaError_t e = xfer_download(x, host, dev, bytes);
+  x->seconds += now_s() - t0;
+  x->bytes += (double)bytes;
+  return e;
+}
+
+static cudaError_t xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes) {
   cudaError_t e = cudaSetDevice(x->device);
   if (e != cudaSuccess || !bytes) return e;
   if (!x->pinned[0]) {
@@ -68,14 +94,14 @@ cudaError_t cc_xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes
     void *buf = x->pinned[k & 1];
     /* The DMA that last read this buffer (two chunks ago) must be done. */
     if (k >= 2 && (e = cudaEventSynchronize(x->moved[k & 1])) != cudaSuccess) return e;
-    parallel_copy(buf, (const char *)host + off, n);
+    parallel_copy(x->threads, buf, (const char *)host + off, n);
     if ((e = cudaMemcpyAsync((char *)dev + off, buf, n, cudaMemcpyHostToDevice, x->stream)) != cudaSuccess) return e;
     if ((e = cudaEventRecord(x->moved[k & 1], x->stream)) != cudaSuccess) return e;
   }
   return cudaStreamSynchronize(x->stream);
 }
 
-cudaError_t cc_xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes) {
+static cudaError_t xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes) {
   cudaError_t e = cudaSetDevice(x->device);
   if (e != cudaSuccess || !bytes) return e;
   if (!x->pinned[0]) {
@@ -95,7 +121,7 @@ cudaError_t cc_xfer_download(cc_xfer *x, void *host, const void *dev, size_t byt
     if (k == 0) continue;
     const size_t j = k - 1, off = j * XFER_CHUNK, n = bytes - off < XFER_CHUNK ? bytes - off : XFER_CHUNK;
     if ((e = cudaEventSynchronize(x->moved[j & 1])) != cudaSuccess) return e;
-    parallel_copy((char *)host + off, x->pinned[j & 1], n);
+    parallel_copy(x->threads, (char *)host + off, x->pinned[j & 1], n);
   }
   return cudaSuccess;
 }

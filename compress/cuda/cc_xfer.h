@@ -15,6 +15,8 @@ typedef struct cc_xfer {
   cudaStream_t stream;   /* owned */
   void *pinned[2];       /* owned; NULL when pinned memory was refused (pageable copies then) */
   cudaEvent_t moved[2];  /* the last DMA through pinned[i] */
+  int threads;           /* copying threads per transfer */
+  double seconds, bytes; /* totals over the calls, for the engine's timing report */
 } cc_xfer;
 
 cudaError_t cc_xfer_init(cc_xfer *x, int device);

@@ -66,6 +66,22 @@ typedef struct cuda_engine {
     int upload;
     cudaError_t err;
   } down_job;
+  /* The factorization of a later input's Hessian, built on a second
+   * context by a helper thread while this input's linears solve. */
+  kg_cc *cc2;
+  kg_cc_factor next_factor;
+  int next_input;         /* input next_factor is for, -1 when none */
+  pthread_t prefetch_thread;
+  int prefetch_active;
+  struct prefetch_job {
+    kg_cc *cc;
+    kg_cc_obs_job job;
+    kg_cc_factor *f;
+    int rc;
+  } prefetch;
+  /* where the solves' wall time went (reported when the engine goes) */
+  int n_solves;
+  double t_prepare, t_wait, t_solve, t_result, t_recon;
 } cuda_engine;
 
 static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
@@ -75,6 +91,8 @@ static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
     cudaError_t eng_e_ = (call);                                                                           \
     if (eng_e_ != cudaSuccess) return kg_cc_cuda_fail(eng_e_, #call, __FILE__, __LINE__);                  \
   } while (0)
+
+static void prefetch_drop(cuda_engine *c);
 
 static void *xfer_run(void *arg) {
   struct xfer_job *j = arg;
@@ -120,25 +138,99 @@ static void release_input(cuda_engine *c, int in) {
 
 static int cu_solve_end(kg_engine *e) {
   cuda_engine *c = cu_of(e);
+  prefetch_drop(c);
   kg_cc_factor_free(&c->factor);
   return join_download(c);
 }
 
+static void *prefetch_run(void *arg) {
+  struct prefetch_job *p = arg;
+  p->rc = kg_cc_obs_prepare(p->cc, &p->job, p->f);
+  /* The error is this thread's; the main thread rebuilds and reports it. */
+  if (p->rc < 0) kg_error_clear();
+  return NULL;
+}
+
+/* Waits for the prefetch; 1 when next_factor holds a usable factorization. */
+static int prefetch_join(cuda_engine *c) {
+  if (!c->prefetch_active) return c->next_input >= 0;
+  pthread_join(c->prefetch_thread, NULL);
+  c->prefetch_active = 0;
+  if (c->prefetch.rc < 0 || cudaStreamSynchronize(c->cc2->stream) != cudaSuccess) {
+    (void)cudaGetLastError();
+    kg_cc_factor_free(&c->next_factor);
+    c->next_input = -1;
+    return 0;
+  }
+  return 1;
+}
+
+static void prefetch_drop(cuda_engine *c) {
+  (void)prefetch_join(c);
+  kg_cc_factor_free(&c->next_factor);
+  c->next_input = -1;
+}
+
+/* Starts the factorization of the first input after `in` that has a Hessian. */
+static void prefetch_after(cuda_engine *c, kg_linear_input in) {
+  const kg_compress_opts *o = c->base.o;
+  if (!c->cc2 || c->prefetch_active || c->next_input >= 0) return;
+  for (int j = (int)in + 1; j < KG_INPUT_COUNT; j++) {
+    const kg_cc_stats *st = &c->stats[j];
+    if (!st->gram || st->n_samples <= 0) continue;
+    c->prefetch = (struct prefetch_job){
+        .cc = c->cc2,
+        .job = {.rows = 1, .cols = st->d, .G = st->gram, .n_samples = st->n_samples, .blocksize = o->blocksize,
+                .percdamp = o->percdamp, .max_damp_retries = 3,
+                .act_order = o->method == KG_METHOD_GPTQ && o->act_order},
+        .f = &c->next_factor,
+    };
+    if (pthread_create(&c->prefetch_thread, NULL, prefetch_run, &c->prefetch) != 0) return;
+    c->prefetch_active = 1;
+    c->next_input = j;
+    return;
+  }
+}
+
+/* Moves a prefetched factorization for `in` into c->factor. */
+static void prefetch_take(cuda_engine *c, kg_linear_input in) {
+  if (c->next_input != (int)in) return;
+  if (!prefetch_join(c)) return;
+  kg_cc_factor_free(&c->factor);
+  c->factor = c->next_factor;
+  memset(&c->next_factor, 0, sizeof(c->next_factor));
+  c->next_input = -1;
+}
+
 static void stats_release(cuda_engine *c) {
+  prefetch_drop(c);
   kg_cc_factor_free(&c->factor);
   for (int in = 0; in < KG_INPUT_COUNT; in++) release_input(c, in);
   c->min_input = 0;
 }
 
+static void report_solve_times(const cuda_engine *c) {
+  if (!c->n_solves) return;
+  kg_info("cuda engine, %d solves: upload (+ factorization) %.2f s, waiting for downloads %.2f s, solve %.2f s, "
+          "results %.2f s, recon errors and weight refresh %.2f s",
+          c->n_solves, c->t_prepare, c->t_wait, c->t_solve, c->t_result, c->t_recon);
+  if (c->have_xfer && c->up.seconds > 0 && c->down.seconds > 0)
+    kg_info("cuda engine transfers: up %.1f GB in %.2f s (%.1f GB/s), down %.1f GB in %.2f s (%.1f GB/s), %d threads each",
+            c->up.bytes / 1e9, c->up.seconds, c->up.bytes / 1e9 / c->up.seconds, c->down.bytes / 1e9,
+            c->down.seconds, c->down.bytes / 1e9 / c->down.seconds, c->up.threads);
+}
+
 static void cu_destroy(kg_engine *e) {
   cuda_engine *c = cu_of(e);
   (void)join_download(c);
+  report_solve_times(c);
   if (c->have_xfer) {
     cc_xfer_destroy(&c->up);
     cc_xfer_destroy(&c->down);
   }
   if (c->cc) kg_cc_sync(c->cc);
   stats_release(c);
+  kg_cc_destroy(c->cc2);
   for (int i = 0; i < c->sets; i++) {
     if (c->pinned)
       cudaFreeHost(c->acts[i]);
@@ -536,17 +628,29 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   for (int k = c->min_input; k < (int)in; k++) release_input(c, k);
   if (c->factor.U && c->factor.G != c->stats[in].gram) kg_cc_factor_free(&c->factor);
   c->min_input = in;
+  if (device_solvable(e->o) && needs_factor(e->o)) {
+    prefetch_take(c, in);
+    prefetch_after(c, in);
+  }
   const kg_cc_stats *gsrc = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
   const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
   /* The previous linear's download reads dW: it must end before dW moves. */
   if (n > c->w_cap) KG_TRY(join_download(c));
   KG_TRY(grow(&c->dW, &c->w_cap, n, "a weight matrix"));
   KG_TRY(grow(&c->dW0, &c->w0_cap, n, "a weight matrix"));
+  double t = kg_now();
   KG_TRY(upload_and_factor(c, lin, in, sparsity, bytes));
+  c->t_prepare += kg_now() - t;
+  t = kg_now();
   KG_TRY(join_download(c));
+  c->t_wait += kg_now() - t;
+  c->n_solves++;
   if (device_solvable(e->o)) {
     ENG_CUDA(cudaMemcpyAsync(c->dW, c->dW0, bytes, cudaMemcpyDeviceToDevice, c->cc->stream));
+    t = kg_now();
     KG_TRY(device_solve(c, lin, in, sparsity, out));
+    c->t_solve += kg_now() - t;
+    t = kg_now();
     if (is_mask_method(e->o->method)) {
       KG_TRY(download_mask(c, lin, (int64_t)n, &out->zeros));
     } else {
@@ -563,10 +667,15 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
       }
     }
   } else {
+    t = kg_now();
     KG_TRY(host_solve(c, lin, in, sparsity, out));
+    c->t_solve += kg_now() - t;
+    t = kg_now();
     KG_TRY(copy_weights(c, 1, c->dW, lin->w, bytes));
     KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
   }
+  c->t_result += kg_now() - t;
+  t = kg_now();
   if (G) {
     double err = NAN, base = NAN;
     KG_TRY(kg_cc_recon_error(c->cc, c->dW0, c->dW, rows, cols, G, &err, &base));
@@ -574,6 +683,8 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     out->recon_relative = base > 0 ? err / base : NAN;
   }
   KG_TRY(refresh_backend(c, lin, &out->device_current));
+  KG_TRY(kg_cc_sync(c->cc));
+  c->t_recon += kg_now() - t;
   out->seconds = kg_now() - t0;
   return KG_OK;
 }
@@ -603,10 +714,15 @@ int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **ou
   cuda_engine *c = calloc(1, sizeof(*c));
   if (!c) return kg_error(KG_ERR_NOMEM, "out of memory");
   c->base.ops = &cuda_ops;
+  c->next_input = -1;
   c->base.m = m;
   c->base.o = o;
   c->ctx = ctx;
   rc = kg_cc_create(ctx->device, ctx->stream, &c->cc);
+  /* KG_CC_PREFETCH=0 factors each Hessian when its first linear solves.
+   * Off under a memory budget: a second factorization costs up to 4 d_ff^2 bytes. */
+  const char *pf = getenv("KG_CC_PREFETCH");
+  if (rc >= 0 && !(pf && !strcmp(pf, "0")) && ctx->memory_budget_bytes == 0) rc = kg_cc_create(ctx->device, NULL, &c->cc2);
   /* KG_CC_XFER=0 keeps plain pageable copies (for comparisons). */
   const char *xfer = getenv("KG_CC_XFER");
   if (rc >= 0 && !(xfer && !strcmp(xfer, "0"))) {

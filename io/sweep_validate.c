@@ -254,12 +254,16 @@ static void one_quantization(kg_sv *v, const config_setting_t *e, int i) {
     ok = 0;
   }
   if (!ok) return;
-  if (group > 0) snprintf(label, sizeof label, "%s-w%lldg%lld", k_quant_names[method], bits, group);
-  else snprintf(label, sizeof label, "%s-w%lld", k_quant_names[method], bits);
+  /* Every option that changes the result shows in the label, so one sweep
+   * can hold e.g. GPTQ with and without act_order. */
+  char group_part[32] = "";
+  if (group > 0) snprintf(group_part, sizeof group_part, "g%lld", group);
+  snprintf(label, sizeof label, "%s-w%lld%s%s%s", k_quant_names[method], bits, group_part, sym ? "-sym" : "",
+           act_order ? "-ao" : "");
   for (size_t j = 1; j < sw->n_methods; j++)
     if (!strcmp(sw->methods[j].label, label)) {
-      kg_sv_error(v, e, "%s: duplicate method label \"%s\" (entries may differ only in method, bits or group_size)",
-                  prefix, label);
+      kg_sv_error(v, e, "%s: duplicate method label \"%s\" (two entries with the same method, bits, group_size, "
+                  "sym and act_order)", prefix, label);
       return;
     }
   kg_sweep_method *m = &sw->methods[sw->n_methods];

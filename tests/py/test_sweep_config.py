@@ -178,7 +178,8 @@ def expected_plan(cfg):
     quant = []
     for q in cfg.get("quantization", []):
         g = q.get("group_size", -1)
-        quant.append(f"{q['method']}-w{q['bits']}" + (f"g{g}" if g > 0 else ""))
+        quant.append(f"{q['method']}-w{q['bits']}" + (f"g{g}" if g > 0 else "") + ("-sym" if q.get("sym") else "")
+                     + ("-ao" if q.get("act_order") else ""))
     methods = ["dense"] + prune + quant
     points = []  # (ratio, structure)
     for s in as_list(cfg.get("sparsity", [])):

@@ -39,7 +39,7 @@ static void check_struct(const kg_sweep *sw) {
   m = method(sw, "rtn-w4");
   CHECK(m && m->kind == KG_METHOD_RTN && m->is_quantization && !m->uses_calibration && m->bits == 4 &&
         m->group_size == -1 && !m->sym && !m->act_order);
-  m = method(sw, "gptq-w4g128");
+  m = method(sw, "gptq-w4g128-sym-ao");
   CHECK(m && m->kind == KG_METHOD_GPTQ && m->uses_calibration && m->group_size == 128 && m->sym && m->act_order);
 
   CHECK(sw->n_sparsities == 4);
@@ -90,7 +90,7 @@ static void check_cells(const kg_sweep *sw) {
   CHECK(d->dim[KG_DIM_SPARSITY].values[0] == 0.0 && d->dim[KG_DIM_SPARSITY].values[1] == 0.5 &&
         d->dim[KG_DIM_SPARSITY].values[2] == 0.6);
   CHECK_STR(d->dim[KG_DIM_STRUCTURE].labels[2], "4:8");
-  CHECK_STR(d->dim[KG_DIM_METHOD].labels[7], "gptq-w4g128");
+  CHECK_STR(d->dim[KG_DIM_METHOD].labels[7], "gptq-w4g128-sym-ao");
 
   kg_sweep_cells *cells = NULL;
   CHECK_OK(kg_sweep_expand(sw, &cells));

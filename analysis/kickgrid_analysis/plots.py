@@ -8,8 +8,9 @@ import numpy as np
 
 from . import cube as kc
 
-# One color per method, stable across figures.
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+# One color per method, stable across figures; 18 before one repeats.
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#ffbb78", "#c49c94", "#f7b6d2", "#9edae5"]
 
 
 def _plt():
@@ -22,6 +23,12 @@ def _plt():
 
 def method_colors(ds):
     return {str(m): _COLORS[i % len(_COLORS)] for i, m in enumerate(ds.prune_method.values)}
+
+
+def is_quantization(method):
+    """Quantization labels are rtn-w4, gptq-w4g128-sym-ao, ... (io/sweep_validate.c)."""
+    kind, _, rest = str(method).partition("-")
+    return kind in ("rtn", "gptq") and rest.startswith("w")
 
 
 def short_source(source):
@@ -58,6 +65,8 @@ def metric_vs_sparsity(ds, var, model, extra=None, ax=None):
             if np.isfinite(v):
                 ax.axhline(v, color="black", ls="--", lw=1, label="dense")
             continue
+        if is_quantization(m):  # no sparsity axis: quantization_bars draws them
+            continue
         xs, ys, es = [], [], []
         for s in ds.sparsity.values:
             y = float(mean.sel(prune_method=m, sparsity=s, structure=kc.UNSTRUCTURED))
@@ -90,6 +99,50 @@ def metric_vs_sparsity(ds, var, model, extra=None, ax=None):
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure
+
+
+def quantization_bars(ds, var, model, extra=None):
+    """One bar per quantization method (mean over calibration sets, std as
+    error bar), the dense model as a dashed line; None when the cube holds
+    no quantized values of var."""
+    da = ds[var].sel(model=model, sparsity=0.0, structure=kc.UNSTRUCTURED)
+    dim = kc.extra_dim(ds[var])
+    if dim is not None:
+        extra = extra if extra is not None else str(ds[dim].values[0])
+        da = da.sel({dim: extra})
+    mean, std = da.mean("calibration"), da.std("calibration")
+    methods = [m for m in map(str, ds.prune_method.values) if is_quantization(m)]
+    rows = [(m, float(mean.sel(prune_method=m)), float(std.sel(prune_method=m))) for m in methods]
+    rows = [r for r in rows if np.isfinite(r[1])]
+    if not rows:
+        return None
+    plt = _plt()
+    colors = method_colors(ds)
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.9 + 0.32 * len(rows))))
+    ys = np.arange(len(rows))
+    ax.barh(ys, [r[1] for r in rows], xerr=np.nan_to_num([r[2] for r in rows]), color=[colors[r[0]] for r in rows],
+            capsize=3)
+    for y, (_, v, _) in zip(ys, rows):
+        ax.annotate(f"{v:.4g}", (v, y), textcoords="offset points", xytext=(4, -3), fontsize=8)
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    if kc.DENSE in ds.prune_method.values:
+        d = float(ds[var].sel(model=model, prune_method=kc.DENSE, sparsity=0.0, structure=kc.UNSTRUCTURED)
+                  .sel({dim: extra} if dim else {}).mean("calibration"))
+        if np.isfinite(d):
+            ax.axvline(d, color="black", ls="--", lw=1, label="dense")
+            ax.legend(fontsize=8, loc="lower right")
+    if var in ("ppl", "task_ppl"):
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(_metric_title(var, ds, extra))
+    ax.set_title(f"{model}: {kc.METRIC_LABEL.get(var, var)} of the quantized models")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
 
 
 def js_vs_drop(ds):

@@ -168,6 +168,10 @@ def section_plots(r, kc, kp, max_heatmaps):
             fig = kp.metric_vs_sparsity(ds, var, model)
             r.figure(fig, f"{var}_vs_sparsity_{model}", f"{model}: {kc.METRIC_LABEL.get(var, var)} vs sparsity "
                      "per method (mean and std over calibration sets)")
+            fig = kp.quantization_bars(ds, var, model)
+            if fig is not None:
+                r.figure(fig, f"{var}_quantized_{model}", f"{model}: {kc.METRIC_LABEL.get(var, var)} per "
+                         "quantization method (mean and std over calibration sets)")
     r.html.append("</div>")
     frame, label = kc.downstream_drop(ds)
     if not frame.empty:

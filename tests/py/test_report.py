@@ -26,7 +26,8 @@ PY = {"KG_PYTHON": sys.executable}
 
 
 def analysis_sweep(name, out, stories, tasks=True):
-    """Sweep config text: 3 methods x (0.3, 0.5, 2:4), calibration on C4 and
+    """Sweep config text: 3 methods x (0.3, 0.5, 2:4) and two 4-bit
+    quantizations, calibration on C4 and
     on TinyStories with seeds 0 and 1, perplexity, JS divergence, and
     optionally PIQA (8 examples). About 5 s on one core."""
     task = 'tasks = ( { name = "piqa"; limit = 8; } );' if tasks else ""
@@ -37,6 +38,7 @@ def analysis_sweep(name, out, stories, tasks=True):
 models = ( {{ name = "stories260K"; path = "stories260K"; }} );
 prune_method = [ "magnitude", "wanda", "sparsegpt" ];
 sparsity = ( 0.3, 0.5, "2:4" );
+quantization = ( {{ method = "rtn"; bits = 4; }}, {{ method = "gptq"; bits = 4; act_order = true; }} );
 calibration = ( {calib} );
 evaluation = {{
   perplexity = ( {{ dataset = "tinystories"; seqlen = 128; max_windows = 4; }} );
@@ -105,6 +107,8 @@ def test_report_files_and_self_contained_html(report):
     html = (report / "report.html").read_text()
     pngs = sorted((report / "plots").glob("*.png"))
     assert len(pngs) >= 5  # metric plots, JS vs drop, calibration effect, heatmaps
+    # quantized methods get bars of their own, not points on the sparsity axis
+    assert (report / "plots" / "ppl_quantized_stories260K.png").is_file()
     p = Assets()
     p.feed(html)
     assert not p.external, p.external
@@ -141,16 +145,18 @@ def test_tables_and_json_match_the_cube(cube, report):
 
 def independent_correlation(ds, measure="acc"):
     """Pearson r of mean JS divergence vs the downstream drop, from the
-    definitions: one point per compressed cell (magnitude ignores calibration
-    data, so its replicated cells count once); the drop is dense acc - acc
+    definitions: one point per compressed cell, quantized ones included
+    (magnitude and RTN ignore calibration data, so their replicated cells
+    count once); the drop is dense acc - acc
     (measure "acc") or log(ppl / dense ppl) (measure "ppl"), mean over
     tasks or texts."""
     js, drop = [], []
     dense = ds[measure].sel(prune_method="dense", sparsity=0.0, structure="unstructured")
-    for m in ("magnitude", "wanda", "sparsegpt"):
-        calibs = ds.calibration.values[:1] if m == "magnitude" else ds.calibration.values
+    pruned = ((0.3, "unstructured"), (0.5, "unstructured"), (0.5, "2:4"))
+    for m in ("magnitude", "wanda", "sparsegpt", "rtn-w4", "gptq-w4-ao"):
+        calibs = ds.calibration.values[:1] if m in ("magnitude", "rtn-w4") else ds.calibration.values
         for c in calibs:
-            for s, t in ((0.3, "unstructured"), (0.5, "unstructured"), (0.5, "2:4")):
+            for s, t in (((0.0, "unstructured"),) if "-w4" in m else pruned):
                 cell = dict(model="stories260K", prune_method=m, calibration=c, sparsity=s, structure=t)
                 ref = dense.sel(model="stories260K", calibration=c)
                 js.append(float(ds.js_mean.sel(**cell).mean()))

@@ -64,22 +64,21 @@ void cc_xfer_destroy(cc_xfer *x) {
 static cudaError_t xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes);
 static cudaError_t xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes);
 
-static double now_s(void) { return omp_get_wtime(); }
-
-cudaError_t cc_xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes) {
-  const double t0 = now_s();
-  cudaError_t e = xfer_upload(x, dev, host, bytes);
-  x->seconds += now_s() - t0;
+/* Adds one call's bytes and time to the totals. */
+static cudaError_t counted(cc_xfer *x, double t0, size_t bytes, cudaError_t e) {
+  x->seconds += omp_get_wtime() - t0;
   x->bytes += (double)bytes;
   return e;
 }
 
+cudaError_t cc_xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes) {
+  const double t0 = omp_get_wtime();
+  return counted(x, t0, bytes, xfer_upload(x, dev, host, bytes));
+}
+
 cudaError_t cc_xfer_download(cc_xfer *x, void *host, const void *dev, size_t bytes) {
-  const double t0 = now_s();
-  cudaError_t e = xfer_download(x, host, dev, bytes);
-  x->seconds += now_s() - t0;
-  x->bytes += (double)bytes;
-  return e;
+  const double t0 = omp_get_wtime();
+  return counted(x, t0, bytes, xfer_download(x, host, dev, bytes));
 }
 
 static cudaError_t xfer_upload(cc_xfer *x, void *dev, const void *host, size_t bytes) {

@@ -656,12 +656,11 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     } else {
       KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
       if (c->have_xfer) {
-        /* Joined by the next solve or solve_end, before anyone reads lin->w. */
+        /* Joined by the next solve or solve_end, before anyone reads lin->w;
+         * without a thread it ran here, and its status is checked now. */
         c->down_job = (struct xfer_job){&c->down, lin->w, c->dW, bytes, 0, cudaSuccess};
-        if (pthread_create(&c->down_thread, NULL, xfer_run, &c->down_job) == 0)
-          c->down_active = 1;
-        else
-          KG_TRY(copy_weights(c, 0, lin->w, c->dW, bytes));
+        xfer_start(&c->down_job, &c->down_thread, &c->down_active);
+        if (!c->down_active) KG_TRY(xfer_finish(&c->down_job, 0, 0, "download of solved weights"));
       } else {
         KG_TRY(copy_weights(c, 0, lin->w, c->dW, bytes));
       }
@@ -722,7 +721,8 @@ int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **ou
   /* KG_CC_PREFETCH=0 factors each Hessian when its first linear solves.
    * Off under a memory budget: a second factorization costs up to 4 d_ff^2 bytes. */
   const char *pf = getenv("KG_CC_PREFETCH");
-  if (rc >= 0 && !(pf && !strcmp(pf, "0")) && ctx->memory_budget_bytes == 0) rc = kg_cc_create(ctx->device, NULL, &c->cc2);
+  if (rc >= 0 && !(pf && !strcmp(pf, "0")) && ctx->memory_budget_bytes == 0 && needs_factor(o) && device_solvable(o))
+    rc = kg_cc_create(ctx->device, NULL, &c->cc2);
   /* KG_CC_XFER=0 keeps plain pageable copies (for comparisons). */
   const char *xfer = getenv("KG_CC_XFER");
   if (rc >= 0 && !(xfer && !strcmp(xfer, "0"))) {

@@ -21,7 +21,9 @@ static const char usage[] =
     "  --publish-every S   rewrite the cube at most every S seconds (default 5)\n"
     "  --strict            exit 3 when any cell failed\n\n"
     "exit status: 0 finished, 1 could not run, 2 usage, 3 cells failed (--strict),\n"
-    "75 stopped on a signal before finishing (requeue and run with --resume)\n";
+    "75 stopped on a signal before finishing (requeue and run with --resume)\n\n"
+    "environment: KG_OUTCOME_FILE=PATH  rank 0 writes its exit status there (the\n"
+    "Slurm batch script uses it to tell a step that never started from a finished run)\n";
 
 int kg_cmd_run(int argc, char **argv) {
   kg_run_opts o = {0};

@@ -1,5 +1,6 @@
 /* kg_run: setting up the grid on every rank, the coordinator's message
  * loop on rank 0, and the team loop on the working ranks. */
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,22 @@ enum { TAG_REQUEST = 11, TAG_ASSIGN = 12, TAG_STOP = 13, TAG_RESULT = 14 };
 
 static volatile sig_atomic_t drain_requested;
 static void on_drain_signal(int sig) { drain_requested = sig; }
+
+/* Writes rank 0's exit status to $KG_OUTCOME_FILE. srun can exit 0 for a step
+ * whose tasks never started (Slurm aborts a launch that overlaps the previous
+ * run's step cleanup), so the batch script trusts this file, not srun's
+ * status, to know that kickgrid ran; it must be written before MPI_Abort. */
+static void report_outcome(int status) {
+  const char *path = getenv("KG_OUTCOME_FILE");
+  if (!path || !path[0]) return;
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    kg_warn("cannot write the outcome file %s: %s", path, strerror(errno));
+    return;
+  }
+  fprintf(f, "%d\n", status);
+  if (fclose(f) != 0) kg_warn("cannot write the outcome file %s: %s", path, strerror(errno));
+}
 
 typedef struct grid {
   const kg_run_opts *opts;
@@ -339,6 +356,7 @@ int kg_run(const kg_run_opts *opts) {
     kg_schedule_close(&sched);
     if (status == KG_RUN_DRAINED && g.world_size > 1) {
       /* Running cells cannot be interrupted cleanly: end the job; the journal is consistent. */
+      report_outcome(status);
       fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, KG_RUN_DRAINED);
     }
@@ -346,8 +364,11 @@ int kg_run(const kg_run_opts *opts) {
   coord_fail:
     fprintf(stderr, "kickgrid run: %s\n", kg_error_message());
     kg_schedule_close(&sched);
-    if (g.world_size > 1) MPI_Abort(MPI_COMM_WORLD, KG_RUN_FAILED);
     status = KG_RUN_FAILED;
+    if (g.world_size > 1) {
+      report_outcome(status);
+      MPI_Abort(MPI_COMM_WORLD, KG_RUN_FAILED);
+    }
     goto done;
   }
   {
@@ -363,6 +384,7 @@ fail:
   fprintf(stderr, "kickgrid run: %s\n", kg_error_message());
   status = KG_RUN_FAILED;
 done:
+  if (g.world_rank == 0) report_outcome(status);
   if (g.team != MPI_COMM_NULL) MPI_Comm_free(&g.team);
   kg_grid_schema_free(&g.schema);
   kg_sweep_cells_free(g.cells);

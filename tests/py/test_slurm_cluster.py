@@ -58,7 +58,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweeps")
-    for name in ("plain", "requeued", "drained", "reference"):
+    for name in ("plain", "requeued", "drained", "relaunched", "reference"):
         (d / f"{name}.cfg").write_text(SWEEP.format(name=name))
     return d
 
@@ -115,7 +115,9 @@ def check_complete(work, name, job=None):
     cube = work / "out" / f"{name}.h5"
     records = kgjournal.read(f"{cube}.journal")
     counts = kgjournal.done_counts(records)
-    assert len(counts) == N_COMPUTED and set(counts.values()) == {1}, counts
+    log_path = work / "slurm" / f"{name}-{job}.out"
+    log = log_path.read_text(errors="replace")[-3000:] if job is not None and log_path.exists() else ""
+    assert len(counts) == N_COMPUTED and set(counts.values()) == {1}, f"{counts}\n{log}"
     with open_cube(cube) as ds:
         ds.load()
     assert kgjournal.check_cube_holds(records, ds) > 0
@@ -187,6 +189,31 @@ def test_usr1_drains_to_a_consistent_cube(cluster, work, reference):
     cluster.run("scontrol", "requeue", job)
     info = cluster.wait_job(job, ("COMPLETED",), timeout=300)
     assert_same_values(check_complete(work, "drained", job), reference)
+
+
+def test_step_that_never_started_is_launched_again(cluster, work, reference):
+    """Slurm can end a step with status 0 although its tasks never ran (a
+    restart's launch aborted by the previous run's step cleanup). The batch
+    script must notice that kickgrid reported no outcome and launch again.
+    The first step here runs a wrapper that exits 0 without starting kickgrid."""
+    script = work / "slurm" / "relaunched.sbatch"
+    proc = subprocess.run([KICKGRID, "submit", "relaunched.cfg", "--gpus-per-node", "0", "--ntasks-per-node", "2",
+                           "--output-dir", "slurm", "--dry-run"], capture_output=True, text=True, cwd=work,
+                          env=cluster.env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    wrapper = work / "kickgrid-first-step-empty"
+    wrapper.write_text(f'#!/bin/bash\n[ "${{SLURM_STEP_ID:-}}" = 0 ] && exit 0\nexec {KICKGRID} "$@"\n')
+    wrapper.chmod(0o755)
+    text = re.sub(r"^KICKGRID=.*$", f"KICKGRID='{wrapper}'", script.read_text(), count=1, flags=re.M)
+    script.write_text(text)
+    env = dict(cluster.env, KG_LAUNCH_DELAY="1")
+    out = cluster.run("sbatch", "--parsable", script, env=env).stdout.strip()
+    job = out.split(";")[0]
+    info = cluster.wait_job(job, ("COMPLETED",), timeout=300)
+    assert info["ExitCode"] == "0:0" and info["Restarts"] == "0", info
+    log = slurm_log(work, "relaunched", job)
+    assert "without kickgrid's outcome; launching again in 1s (launch 2 of 4)" in log, log[-3000:]
+    assert_same_values(check_complete(work, "relaunched", job), reference)
 
 
 SPLIT = """name = "parts";

@@ -87,8 +87,10 @@ class SlurmCluster:
         env["SLURM_CONF"] = str(self.conf)
         return env
 
-    def run(self, *cmd, check=True, timeout=60):
-        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(self, *cmd, check=True, timeout=60, env=None):
+        """Runs a Slurm client command against this cluster (`env`: instead of self.env)."""
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env or self.env,
+                              timeout=timeout)
         if check and proc.returncode != 0:
             raise SlurmError(f"{' '.join(map(str, cmd))} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc

@@ -92,14 +92,18 @@ static int cu_to_device(kg_backend *be, void *dst, const void *src, size_t bytes
   /* The caller may reuse src at once; pageable copies are staged before
    * returning, pinned ones are not, so wait for the copy. */
   KG_CUDA(cudaStreamSynchronize(c->ctx.stream));
+  kg_cuda_profile_synced(c);
   return KG_OK;
 }
 
 static int cu_to_host(kg_backend *be, void *dst, const void *src, size_t bytes) {
   if (!bytes) return KG_OK;
   kg_cuda_impl *c = kg_cuda_impl_of(be);
+  const int pair = kg_cuda_profile_begin(c, KG_PROF_COPY);
   KG_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->ctx.stream));
+  kg_cuda_profile_end(c, pair);
   KG_CUDA(cudaStreamSynchronize(c->ctx.stream));
+  kg_cuda_profile_synced(c);
   return KG_OK;
 }
 
@@ -111,6 +115,7 @@ static int cu_copy(kg_backend *be, void *dst, const void *src, size_t bytes) {
 
 static int cu_synchronize(kg_backend *be) {
   KG_CUDA(cudaStreamSynchronize(kg_cuda_impl_of(be)->ctx.stream));
+  kg_cuda_profile_synced(kg_cuda_impl_of(be));
   return KG_OK;
 }
 
@@ -145,8 +150,10 @@ static int gemm(kg_cuda_impl *c, const kg_weight *w, const void *x16, int64_t n,
   const cudaDataType_t t16 = cuda_type16(c);
   /* Row-major y^T = W x^T is column-major y = op(W) x: W is [cols x rows]
    * column-major, transposed; x is [cols x n] column-major. */
+  const int pair = kg_cuda_profile_begin(c, KG_PROF_GEMM);
   KG_CUBLAS(cublasGemmEx(c->ctx.cublas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, (int)n, w->cols, &alpha, w->data, t16,
                          w->cols, x16, t16, w->cols, &beta, y, ytype, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  kg_cuda_profile_end(c, pair);
   return KG_OK;
 }
 
@@ -155,7 +162,7 @@ static int cu_linear(kg_backend *be, const kg_weight *w, const float *x, int64_t
   KG_TRY(check_weight(w, "linear"));
   const size_t elems = (size_t)n * w->cols;
   KG_TRY(kg_cuda_scratch_reserve(c, &c->cast, elems * 2, "a linear's 16-bit input"));
-  KG_TRY(kg_cuda_f32_to_16(c, x, c->cast.ptr, elems));
+  KG_TRY(kg_cuda_timed(c, KG_PROF_CAST, [&] { return kg_cuda_f32_to_16(c, x, c->cast.ptr, elems); }));
   return gemm(c, w, c->cast.ptr, n, y, CUDA_R_32F, 0.0f);
 }
 
@@ -185,31 +192,39 @@ static int cu_embed(kg_backend *be, const kg_weight *table, const int32_t *token
   KG_TRY(check_weight(table, "embed"));
   void *dtok = NULL;
   KG_TRY(upload_small(c, tokens, (size_t)n * sizeof(int32_t), &dtok));
-  KG_TRY(kg_cuda_embed(c, table->data, table->cols, (const int32_t *)dtok, n, out));
+  KG_TRY(kg_cuda_timed(c, KG_PROF_EMBED,
+                       [&] { return kg_cuda_embed(c, table->data, table->cols, (const int32_t *)dtok, n, out); }));
   /* The next upload_small may reuse the buffer: the host must not overwrite
    * it before the gather ran. */
   KG_CUDA(cudaStreamSynchronize(c->ctx.stream));
+  kg_cuda_profile_synced(c);
   return KG_OK;
 }
 
 static int cu_norm(kg_backend *be, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,
                    float *y) {
-  return kg_cuda_norm(kg_cuda_impl_of(be), kind, x, gain, n, d, eps, y, NULL);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_NORM, [&] { return kg_cuda_norm(c, kind, x, gain, n, d, eps, y, NULL); });
 }
 
 static int cu_norm_h(kg_backend *be, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,
                      void *yh) {
-  return kg_cuda_norm(kg_cuda_impl_of(be), kind, x, gain, n, d, eps, NULL, yh);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_NORM, [&] { return kg_cuda_norm(c, kind, x, gain, n, d, eps, NULL, yh); });
 }
 
 static int cu_rope(kg_backend *be, float *x, int n_seq, int T, int pos0, int n_heads, int head_dim,
                    const float *inv_freq) {
-  return kg_cuda_rope(kg_cuda_impl_of(be), x, 0, n_seq, T, pos0, n_heads, head_dim, inv_freq);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_ROPE,
+                       [&] { return kg_cuda_rope(c, x, 0, n_seq, T, pos0, n_heads, head_dim, inv_freq); });
 }
 
 static int cu_rope_h(kg_backend *be, void *xh, int n_seq, int T, int pos0, int n_heads, int head_dim,
                      const float *inv_freq) {
-  return kg_cuda_rope(kg_cuda_impl_of(be), xh, 1, n_seq, T, pos0, n_heads, head_dim, inv_freq);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_ROPE,
+                       [&] { return kg_cuda_rope(c, xh, 1, n_seq, T, pos0, n_heads, head_dim, inv_freq); });
 }
 
 static int cu_cache_store(kg_backend *be, float *cache, const float *x, int n_seq, int T, int pos0, int kv_stride,
@@ -222,17 +237,26 @@ static int cu_cache_store(kg_backend *be, float *cache, const float *x, int n_se
   return KG_OK;
 }
 
-static int cu_attention(kg_backend *be, const kg_attention_args *a) { return kg_cuda_attention(kg_cuda_impl_of(be), a, 0); }
-static int cu_attention_h(kg_backend *be, const kg_attention_args *a) { return kg_cuda_attention(kg_cuda_impl_of(be), a, 1); }
+static int attention(kg_backend *be, const kg_attention_args *a, int in16) {
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_ATTENTION, [&] { return kg_cuda_attention(c, a, in16); });
+}
+static int cu_attention(kg_backend *be, const kg_attention_args *a) { return attention(be, a, 0); }
+static int cu_attention_h(kg_backend *be, const kg_attention_args *a) { return attention(be, a, 1); }
 
 static int cu_swiglu(kg_backend *be, const float *gate, const float *up, int64_t n, float *out) {
-  return kg_cuda_swiglu(kg_cuda_impl_of(be), gate, up, n, out, 0);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_SWIGLU, [&] { return kg_cuda_swiglu(c, gate, up, n, out, 0); });
 }
 static int cu_swiglu_h(kg_backend *be, const void *gate, const void *up, int64_t n, void *out) {
-  return kg_cuda_swiglu(kg_cuda_impl_of(be), gate, up, n, out, 1);
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_SWIGLU, [&] { return kg_cuda_swiglu(c, gate, up, n, out, 1); });
 }
 
-static int cu_add(kg_backend *be, float *y, const float *x, int64_t n) { return kg_cuda_add(kg_cuda_impl_of(be), y, x, n); }
+static int cu_add(kg_backend *be, float *y, const float *x, int64_t n) {
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  return kg_cuda_timed(c, KG_PROF_ADD, [&] { return kg_cuda_add(c, y, x, n); });
+}
 
 /* ---- ops: statistics and row reductions (host results) ---- */
 
@@ -290,7 +314,8 @@ static int cu_row_nll(kg_backend *be, const float *logits, int64_t n, int vocab,
   KG_TRY(kg_cuda_scratch_reserve(c, &c->small, tb + (size_t)n * sizeof(double), "per-row results"));
   char *base = (char *)c->small.ptr;
   KG_CUDA(cudaMemcpyAsync(base, targets, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, c->ctx.stream));
-  KG_TRY(kg_cuda_row_nll(c, logits, n, vocab, (const int32_t *)base, (double *)(base + tb)));
+  KG_TRY(kg_cuda_timed(c, KG_PROF_HEAD,
+                       [&] { return kg_cuda_row_nll(c, logits, n, vocab, (const int32_t *)base, (double *)(base + tb)); }));
   return cu_to_host(be, nll, base + tb, (size_t)n * sizeof(double));
 }
 
@@ -303,7 +328,7 @@ static int cu_row_js(kg_backend *be, const float *p, const float *q, int64_t n, 
   char *base = (char *)c->small.ptr;
   double *djs = (double *)base;
   int32_t *dap = (int32_t *)(base + (size_t)n * sizeof(double)), *daq = (int32_t *)((char *)dap + ib);
-  KG_TRY(kg_cuda_row_js(c, p, q, n, vocab, djs, dap, daq));
+  KG_TRY(kg_cuda_timed(c, KG_PROF_HEAD, [&] { return kg_cuda_row_js(c, p, q, n, vocab, djs, dap, daq); }));
   KG_TRY(cu_to_host(be, js, djs, (size_t)n * sizeof(double)));
   if (argmax_p) KG_TRY(cu_to_host(be, argmax_p, dap, (size_t)n * sizeof(int32_t)));
   if (argmax_q) KG_TRY(cu_to_host(be, argmax_q, daq, (size_t)n * sizeof(int32_t)));
@@ -367,6 +392,7 @@ static void cu_destroy(kg_backend *be) {
   if (c) {
     cudaSetDevice(c->ctx.device);
     if (c->ctx.stream) cudaStreamSynchronize(c->ctx.stream);
+    kg_cuda_profile_report(c);
     kg_cuda_streaming_destroy(c);
     kg_cuda_scratch *scr[] = {&c->cast, &c->stage32, &c->stage16, &c->small, &c->gram};
     for (size_t i = 0; i < sizeof(scr) / sizeof(scr[0]); i++) kg_cuda_dev_free(c, scr[i]->ptr);
@@ -412,6 +438,7 @@ static int create_impl(kg_cuda_impl *c, kg_backend *be) {
   if (!(c->ctx.workspace = kg_cuda_dev_alloc(c, CUBLAS_WORKSPACE_BYTES, "the cuBLAS workspace"))) return kg_error_code();
   c->ctx.workspace_bytes = CUBLAS_WORKSPACE_BYTES;
   KG_CUBLAS(cublasSetWorkspace(c->ctx.cublas, c->ctx.workspace, c->ctx.workspace_bytes));
+  KG_TRY(kg_cuda_profile_init(c));
   return kg_cuda_streaming_init(c);
 }
 

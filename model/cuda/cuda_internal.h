@@ -23,6 +23,13 @@ struct kg_cuda_slot {
   cudaEvent_t done;   /* last use finished (main stream), recorded when the slot stops being current */
 };
 
+/* Kinds of operations timed under KG_CUDA_PROFILE (cuda_profile.cu). */
+enum {
+  KG_PROF_GEMM, KG_PROF_ATTENTION, KG_PROF_NORM, KG_PROF_ROPE, KG_PROF_SWIGLU, KG_PROF_ADD, KG_PROF_HEAD,
+  KG_PROF_EMBED, KG_PROF_CAST, KG_PROF_COPY, KG_PROF_KINDS
+};
+struct kg_cuda_profile;
+
 /* A grow-only device scratch buffer. */
 struct kg_cuda_scratch {
   void *ptr;
@@ -45,6 +52,7 @@ struct kg_cuda_impl {
   kg_cuda_scratch small;         /* token ids, targets, per-row results */
   kg_cuda_scratch gram;          /* gram_accumulate */
   int sm_count;
+  kg_cuda_profile *profile;      /* NULL unless KG_CUDA_PROFILE is set */
 };
 
 /* Rope frequencies by value: kernels get them as a parameter (no upload). */
@@ -85,6 +93,26 @@ int kg_cuda_attention(kg_cuda_impl *c, const kg_attention_args *a, int in16);
 int kg_cuda_row_nll(kg_cuda_impl *c, const float *logits, int64_t n, int vocab, const int32_t *dtargets, double *dnll);
 int kg_cuda_row_js(kg_cuda_impl *c, const float *p, const float *q, int64_t n, int vocab, double *djs, int32_t *dargp,
                    int32_t *dargq);
+
+/* ---- KG_CUDA_PROFILE (cuda_profile.cu); every call is a no-op when off ---- */
+int kg_cuda_profile_init(kg_cuda_impl *c);
+/* Records the start of an operation of `kind` on the stream; returns the
+ * pair to pass to _end (-1: not timed). */
+int kg_cuda_profile_begin(kg_cuda_impl *c, int kind);
+void kg_cuda_profile_end(kg_cuda_impl *c, int pair);
+/* Call after the stream was synchronized: reads the recorded pairs. */
+void kg_cuda_profile_synced(kg_cuda_impl *c);
+/* Logs the totals and frees the profile. */
+void kg_cuda_profile_report(kg_cuda_impl *c);
+
+/* Runs op() (returning a kg status) as one timed operation of `kind`. */
+template <class Op>
+static inline int kg_cuda_timed(kg_cuda_impl *c, int kind, Op op) {
+  const int pair = kg_cuda_profile_begin(c, kind);
+  const int rc = op();
+  kg_cuda_profile_end(c, pair);
+  return rc;
+}
 
 #define KG_CUDA_LAUNCHED(what) KG_CUDA(cudaGetLastError())
 

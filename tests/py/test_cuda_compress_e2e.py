@@ -224,3 +224,32 @@ def test_cuda_engine_budget_mode_matches_resident(dense, gpu, tmp_path):
               extra=("--gpu-memory-gb", "0.2"))
     diff = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not diff, f"{len(diff)} linears differ, first {diff[0]}"
+
+
+def test_cuda_profile_times_every_operation(gpu):
+    """KG_CUDA_PROFILE=1 times each backend operation with events: the counts
+    follow the model's structure (7 GEMMs, 2 norms, 2 ropes and a SwiGLU per
+    attention; one head GEMM and final norm per NLL chunk), the timed work
+    fits in the span, and timing changes nothing computed."""
+    args = ("ppl", "--model", "stories260K", "--backend", "cuda", "--dataset", "tinystories", "--seqlen", 256,
+            "--max-windows", 8, "--json")
+    plain = run(*args)
+    timed = run(*args, env={"KG_CUDA_PROFILE": "1"})
+    assert json.loads(timed.stdout.strip().splitlines()[-1])["ppl"] == json.loads(plain.stdout.strip().splitlines()[-1])["ppl"]
+    assert "cuda profile" not in plain.stderr
+    calls, ms = {}, {}
+    for line in timed.stderr.splitlines():
+        parts = line.split("cuda profile: ", 1)
+        if len(parts) == 2 and " calls " in parts[1]:
+            f = parts[1].split()
+            calls[f[0]], ms[f[0]] = int(f[3]), float(f[1])
+        elif len(parts) == 2 and parts[1].startswith("span"):
+            f = parts[1].replace(",", "").split()
+            span, busy = float(f[1]), float(f[4])
+    attn, head = calls["attention"], calls["head"]
+    assert attn > 0 and attn % 5 == 0 and head > 0, calls  # stories260K has 5 blocks
+    assert calls["gemm"] == 7 * attn + head, calls
+    assert calls["norm"] == 2 * attn + head, calls
+    assert calls["rope"] == 2 * attn and calls["swiglu"] == attn, calls
+    assert abs(sum(ms.values()) - busy) < 0.01 * busy + 0.6, (ms, busy)
+    assert 0 < busy <= span * 1.001, (busy, span)

@@ -13,7 +13,6 @@
 #include "model/cuda/cuda_internal.h"
 #include "model/cuda/cuda_types.cuh"
 
-#define KG_CUDA_ATTN_DEFAULT 0
 
 /* ---- PTX wrappers ---- */
 
@@ -139,20 +138,22 @@ template <> __device__ __forceinline__ void store2<__half>(__half *p, float a, f
 
 /* ---- the tensor-core kernel ---- */
 
-/* NW warps of 16 query rows each; QREG keeps the query fragments in
- * registers for the whole key loop (else they are reloaded from shared
- * memory per tile, freeing registers for more resident CTAs). */
-template <int NW, bool QREG, int BN> struct flash_cfg {
+/* NW warps; each warp owns MT tiles of 16 query rows, so every K and V
+ * fragment read from shared memory feeds MT tensor-core products (shared
+ * memory reads, not the tensor cores, bound the MT = 1 kernel). QREG keeps
+ * the query fragments in registers for the whole key loop (else they are
+ * reloaded from shared memory per tile, freeing registers). */
+template <int NW, int MT, bool QREG, int BN> struct flash_cfg {
   static constexpr int threads = 32 * NW;
-  static constexpr int min_blocks = NW >= 8 ? 1 : QREG ? 2 : BN <= 32 ? 4 : 3;
+  static constexpr int min_blocks = NW >= 8 ? 1 : MT > 1 ? 2 : QREG ? 2 : BN <= 32 ? 4 : 3;
 };
 
 /* BN: keys per tile. */
-template <typename T16, int D, int NW, bool QREG, int BN, typename TIn, typename TOut>
-__global__ void __launch_bounds__(flash_cfg<NW, QREG, BN>::threads, flash_cfg<NW, QREG, BN>::min_blocks)
+template <typename T16, int D, int NW, int MT, bool QREG, int BN, typename TIn, typename TOut>
+__global__ void __launch_bounds__(flash_cfg<NW, MT, QREG, BN>::threads, flash_cfg<NW, MT, QREG, BN>::min_blocks)
     k_flash(const TIn *__restrict__ Q, const TIn *__restrict__ K, const TIn *__restrict__ V, TOut *__restrict__ O,
             kg_attn_params p, float scale_log2) {
-  constexpr int BM = 16 * NW, NT = 32 * NW;
+  constexpr int WR = 16 * MT, BM = WR * NW, NT = 32 * NW; /* WR: query rows per warp */
   constexpr bool ASYNC = sizeof(TIn) == 2;
   constexpr int LD = D + 8;       /* padded rows: ldmatrix row addresses fall in distinct banks */
   constexpr int NBUF = ASYNC ? 2 : 1;
@@ -183,12 +184,17 @@ __global__ void __launch_bounds__(flash_cfg<NW, QREG, BN>::threads, flash_cfg<NW
   tile_load<T16, D, BN, NT>(Vs, vb, p.kv_width, 0, min(BN, kv_total));
   if constexpr (ASYNC) cp_async_commit();
 
-  uint32_t qf[QREG ? D / 16 : 1][4];
-  float o[D / 8][4];
+  uint32_t qf[QREG ? MT : 1][QREG ? D / 16 : 1][4];
+  float o[MT][D / 8][4];
 #pragma unroll
-  for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  const int q_pos0 = p.pos0 + m0 + warp * 16 + g; /* position of this thread's first row; second is +8 */
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+  float m_run[MT][2], l_run[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) m_run[mt][0] = m_run[mt][1] = -INFINITY, l_run[mt][0] = l_run[mt][1] = 0.0f;
+  const int w_row0 = warp * WR;                  /* the warp's first row in the tile */
+  const int q_pos0 = p.pos0 + m0 + w_row0 + g;   /* this thread's first row; then +8, +16, ... */
 
   for (int kt = 0; kt < n_tiles; kt++) {
     const int buf = ASYNC ? (kt & 1) : 0;
@@ -209,116 +215,147 @@ __global__ void __launch_bounds__(flash_cfg<NW, QREG, BN>::threads, flash_cfg<NW
     __syncthreads();
     if (QREG && kt == 0) {
 #pragma unroll
-      for (int kk = 0; kk < D / 16; kk++)
-        ldmatrix_x4(qf[QREG ? kk : 0], Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+          ldmatrix_x4(qf[QREG ? mt : 0][QREG ? kk : 0],
+                      Qs + (w_row0 + mt * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
     }
     const T16 *Kt = Ks + buf * BN * LD, *Vt = Vs + buf * BN * LD;
 
-    /* S = Q K^T: 16 rows x 64 keys per warp */
-    float sc[BN / 8][4];
+    /* S = Q K^T: WR rows x BN keys per warp */
+    float sc[MT][BN / 8][4];
 #pragma unroll
-    for (int j = 0; j < BN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < BN / 8; j++) sc[mt][j][0] = sc[mt][j][1] = sc[mt][j][2] = sc[mt][j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qt[4];
-      if (!QREG) ldmatrix_x4(qt, Qs + (warp * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
-      const uint32_t *qa = QREG ? qf[QREG ? kk : 0] : qt;
+      uint32_t qt[QREG ? 1 : MT][4];
+      if (!QREG) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          ldmatrix_x4(qt[QREG ? 0 : mt], Qs + (w_row0 + mt * 16 + (lane % 16)) * LD + kk * 16 + (lane / 16) * 8);
+      }
 #pragma unroll
       for (int nn = 0; nn < BN / 16; nn++) {
         uint32_t b[4];
         ldmatrix_x4(b, Kt + (nn * 16 + (lane % 8) + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
-        mma16816<T16>(sc[2 * nn], qa, b[0], b[1]);
-        mma16816<T16>(sc[2 * nn + 1], qa, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const uint32_t *qa = QREG ? qf[QREG ? mt : 0][QREG ? kk : 0] : qt[QREG ? 0 : mt];
+          mma16816<T16>(sc[mt][2 * nn], qa, b[0], b[1]);
+          mma16816<T16>(sc[mt][2 * nn + 1], qa, b[2], b[3]);
+        }
       }
     }
 
-    /* causal mask, online softmax (rows g and g + 8 of the warp) on raw
-     * scores; the scale is folded into the exponent: p = 2^(s*c - m*c). */
-    if (n0 + BN - 1 > p.pos0 + m0 + warp * 16 || n0 + BN > kv_total) {
+    /* causal mask, online softmax (rows g and g + 8 of each 16-row tile) on
+     * raw scores; the scale is folded into the exponent: p = 2^(s*c - m*c). */
+    if (n0 + BN - 1 > p.pos0 + m0 + w_row0 || n0 + BN > kv_total) {
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int key = n0 + j * 8 + 2 * t4 + (e & 1);
+            const int qpos = q_pos0 + mt * 16 + (e >= 2 ? 8 : 0);
+            if (key > qpos || key >= kv_total) sc[mt][j][e] = -INFINITY;
+          }
+        }
+    }
+    bool rescale = false;
+    float alpha[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int j = 0; j < BN / 8; j++) {
+        mx[0] = fmaxf(mx[0], fmaxf(sc[mt][j][0], sc[mt][j][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(sc[mt][j][2], sc[mt][j][3]));
+      }
+      float mneg[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float m_new = fmaxf(m_run[mt][r], mx[r] * scale_log2); /* in scaled (log2) units */
+        /* A row that has seen only masked keys keeps m = -inf; subtract 0 then. */
+        const float base = m_new == -INFINITY ? 0.0f : m_new;
+        alpha[mt][r] = fast_exp2(m_run[mt][r] - base);
+        rescale |= alpha[mt][r] != 1.0f;
+        m_run[mt][r] = m_new;
+        mneg[r] = -base;
+      }
+      float rs[2] = {0.0f, 0.0f};
 #pragma unroll
       for (int j = 0; j < BN / 8; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
-          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
-          if (key > qpos || key >= kv_total) sc[j][e] = -INFINITY;
+          const float pv = fast_exp2(fmaf(sc[mt][j][e], scale_log2, mneg[e >> 1]));
+          sc[mt][j][e] = pv;
+          rs[e >> 1] += pv;
         }
       }
+#pragma unroll
+      for (int r = 0; r < 2; r++) l_run[mt][r] = l_run[mt][r] * alpha[mt][r] + rs[r];
     }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[j][0], sc[j][1]));
-      mx[1] = fmaxf(mx[1], fmaxf(sc[j][2], sc[j][3]));
-    }
-    float alpha[2], mneg[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m_run[r], mx[r] * scale_log2); /* in scaled (log2) units */
-      /* A row that has seen only masked keys keeps m = -inf; subtract 0 then. */
-      const float base = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = fast_exp2(m_run[r] - base);
-      m_run[r] = m_new;
-      mneg[r] = -base;
-    }
-    float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const float pv = fast_exp2(fmaf(sc[j][e], scale_log2, mneg[e >> 1]));
-        sc[j][e] = pv;
-        rs[e >> 1] += pv;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
     /* Late in a long row the maximum rarely moves: skip the rescale when no
      * row of the warp needs it. */
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+    if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-      for (int j = 0; j < D / 8; j++) {
-        o[j][0] *= alpha[0];
-        o[j][1] *= alpha[0];
-        o[j][2] *= alpha[1];
-        o[j][3] *= alpha[1];
-      }
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+          o[mt][j][0] *= alpha[mt][0];
+          o[mt][j][1] *= alpha[mt][0];
+          o[mt][j][2] *= alpha[mt][1];
+          o[mt][j][3] *= alpha[mt][1];
+        }
     }
 
     /* O += P V, P from the score registers (16-bit), V through ldmatrix.trans */
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      a[0] = kg_pack2<T16>(sc[2 * kk][0], sc[2 * kk][1]);
-      a[1] = kg_pack2<T16>(sc[2 * kk][2], sc[2 * kk][3]);
-      a[2] = kg_pack2<T16>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-      a[3] = kg_pack2<T16>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        a[mt][0] = kg_pack2<T16>(sc[mt][2 * kk][0], sc[mt][2 * kk][1]);
+        a[mt][1] = kg_pack2<T16>(sc[mt][2 * kk][2], sc[mt][2 * kk][3]);
+        a[mt][2] = kg_pack2<T16>(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
+        a[mt][3] = kg_pack2<T16>(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dn = 0; dn < D / 16; dn++) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8);
-        mma16816<T16>(o[2 * dn], a, b[0], b[1]);
-        mma16816<T16>(o[2 * dn + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          mma16816<T16>(o[mt][2 * dn], a[mt], b[0], b[1]);
+          mma16816<T16>(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+        }
       }
     }
     if constexpr (ASYNC) __syncthreads(); /* the next iteration's copies overwrite this buffer */
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    float l = l_run[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = 1.0f / l;
-    const int t = m0 + warp * 16 + g + 8 * r;
-    if (t < p.T) {
-      TOut *row = ob + (size_t)t * p.q_stride;
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int j = 0; j < D / 8; j++) store2<TOut>(row + j * 8 + 2 * t4, o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
+    for (int r = 0; r < 2; r++) {
+      float l = l_run[mt][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = 1.0f / l;
+      const int t = m0 + w_row0 + mt * 16 + g + 8 * r;
+      if (t < p.T) {
+        TOut *row = ob + (size_t)t * p.q_stride;
+#pragma unroll
+        for (int j = 0; j < D / 8; j++)
+          store2<TOut>(row + j * 8 + 2 * t4, o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+      }
     }
-  }
 }
 
 /* ---- float32 fallback: one warp per (query row, head) ---- */
@@ -391,19 +428,19 @@ __global__ void k_attn_warp(const TIn *__restrict__ Q, const TIn *__restrict__ K
 
 /* ---- dispatch ---- */
 
-template <typename T16, int D, int NW, bool QREG, int BN, typename TIn, typename TOut>
+template <typename T16, int D, int NW, int MT, bool QREG, int BN, typename TIn, typename TOut>
 static int launch_flash_cfg(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
-  constexpr int NBUF = sizeof(TIn) == 2 ? 2 : 1, BM = 16 * NW;
+  constexpr int NBUF = sizeof(TIn) == 2 ? 2 : 1, BM = 16 * NW * MT;
   const size_t smem = (size_t)(BM + 2 * NBUF * BN) * (D + 8) * sizeof(T16);
   static bool configured = false; /* per instantiation; the attribute is per device function */
   if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(k_flash<T16, D, NW, QREG, BN, TIn, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    KG_CUDA(cudaFuncSetAttribute(k_flash<T16, D, NW, MT, QREG, BN, TIn, TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)smem));
     configured = true;
   }
   dim3 grid((unsigned)((a->T + BM - 1) / BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
   const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  k_flash<T16, D, NW, QREG, BN, TIn, TOut><<<grid, 32 * NW, smem, c->ctx.stream>>>(
+  k_flash<T16, D, NW, MT, QREG, BN, TIn, TOut><<<grid, 32 * NW, smem, c->ctx.stream>>>(
       (const TIn *)a->q, (const TIn *)a->k_cache, (const TIn *)a->v_cache, (TOut *)a->out, p, scale_log2);
   KG_CUDA_LAUNCHED("flash attention");
   return KG_OK;
@@ -411,20 +448,33 @@ static int launch_flash_cfg(kg_cuda_impl *c, const kg_attention_args *a, const k
 
 /* KG_CUDA_ATTN_VARIANT (benchmarks): 0 = 4 warps, queries in registers,
  * 64-key tiles; 1 = queries from shared memory; 2 = 8 warps; 3 = queries
- * from shared memory, 32-key tiles (4 CTAs per SM); 4 = registers, 32-key tiles. */
-static int attn_variant(void) {
+ * from shared memory, 32-key tiles (4 CTAs per SM); 4 = registers, 32-key
+ * tiles; 5-7 = two 16-row tiles per warp (128 query rows per CTA): 5 =
+ * queries from shared memory, 64-key tiles; 6 = from shared memory, 32-key
+ * tiles; 7 = registers, 32-key tiles; 8 = as 5 with 8 warps (256 query rows
+ * per CTA). Unset: 5 when its CTAs fill the device at least twice over,
+ * else 0. On an H100, 5 takes 0.596 ms per LLaMA-2-7B layer at 4096 tokens
+ * against 0.694 for 0, but 0.062 ms against 0.047 for SmolLM2's 9 heads at
+ * 2048 tokens (144 CTAs of 128 rows on 132 SMs); bench/NOTES.md. */
+static int attn_variant(const kg_cuda_impl *c, const kg_attention_args *a) {
   const char *v = getenv("KG_CUDA_ATTN_VARIANT");
-  return v && *v ? atoi(v) : KG_CUDA_ATTN_DEFAULT;
+  if (v && *v) return atoi(v);
+  const int64_t ctas = (int64_t)a->n_seq * a->n_heads * ((a->T + 127) / 128);
+  return ctas >= 4LL * c->sm_count ? 5 : 0; /* two CTAs of variant 5 fit an SM */
 }
 
 template <typename T16, int D, typename TIn, typename TOut>
 static int launch_flash(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params &p) {
-  switch (attn_variant()) {
-  case 1: return launch_flash_cfg<T16, D, 4, false, 64, TIn, TOut>(c, a, p);
-  case 2: return launch_flash_cfg<T16, D, 8, true, 64, TIn, TOut>(c, a, p);
-  case 3: return launch_flash_cfg<T16, D, 4, false, 32, TIn, TOut>(c, a, p);
-  case 4: return launch_flash_cfg<T16, D, 4, true, 32, TIn, TOut>(c, a, p);
-  default: return launch_flash_cfg<T16, D, 4, true, 64, TIn, TOut>(c, a, p);
+  switch (attn_variant(c, a)) {
+  case 1: return launch_flash_cfg<T16, D, 4, 1, false, 64, TIn, TOut>(c, a, p);
+  case 2: return launch_flash_cfg<T16, D, 8, 1, true, 64, TIn, TOut>(c, a, p);
+  case 3: return launch_flash_cfg<T16, D, 4, 1, false, 32, TIn, TOut>(c, a, p);
+  case 4: return launch_flash_cfg<T16, D, 4, 1, true, 32, TIn, TOut>(c, a, p);
+  case 5: return launch_flash_cfg<T16, D, 4, 2, false, 64, TIn, TOut>(c, a, p);
+  case 6: return launch_flash_cfg<T16, D, 4, 2, false, 32, TIn, TOut>(c, a, p);
+  case 7: return launch_flash_cfg<T16, D, 4, 2, true, 32, TIn, TOut>(c, a, p);
+  case 8: return launch_flash_cfg<T16, D, 8, 2, false, 64, TIn, TOut>(c, a, p);
+  default: return launch_flash_cfg<T16, D, 4, 1, true, 64, TIn, TOut>(c, a, p);
   }
 }
 

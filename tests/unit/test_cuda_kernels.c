@@ -469,7 +469,7 @@ int main(void) {
   check_linear(64, 1000, 37);
   check_linear(513, 576, 1536);
   /* attention: flash (T >= 16, head_dim 64/96/128) and the warp kernel (decode, other sizes) */
-  for (attn_variant = 0; attn_variant <= 4; attn_variant++) {
+  for (attn_variant = 0; attn_variant <= 8; attn_variant++) {
     char v[16];
     snprintf(v, sizeof(v), "%d", attn_variant);
     setenv("KG_CUDA_ATTN_VARIANT", v, 1);

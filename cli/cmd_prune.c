@@ -31,6 +31,8 @@ static const char usage[] =
     "  --propagate MODE     pruned (default) or dense inputs for the next block\n"
     "  --percdamp X         SparseGPT/GPTQ damping (default 0.01)\n"
     "  --blocksize N        SparseGPT/GPTQ block size (default 128)\n"
+    "  --calib-batch N      calibration samples per block forward (default 0: the\n"
+    "                       engine's choice, 4096 tokens a forward on a GPU, 1 on the CPU)\n"
     "  --use-variant        Wanda's alpha-bisection variant\n"
     "  --owl-m X            OWL outlier threshold M (default 5)\n"
     "  --owl-lambda X       OWL sparsity range lambda (default 0.08)\n"
@@ -148,6 +150,7 @@ int kg_cmd_prune(int argc, char **argv) {
       else return kg_cli_usage_error("prune", "--propagate is pruned or dense, got '%s'", val);
     }
     else if (!strcmp(a, "--percdamp")) { if (kg_cli_parse_double("prune", a, val, &co.percdamp)) return 2; }
+    else if (!strcmp(a, "--calib-batch")) { if (kg_cli_parse_int("prune", a, val, 0, 4096, &v)) return 2; co.calib_batch = (int)v; }
     else if (!strcmp(a, "--blocksize")) { if (kg_cli_parse_int("prune", a, val, 1, 1 << 16, &v)) return 2; co.blocksize = (int)v; }
     else if (!strcmp(a, "--owl-m")) { if (kg_cli_parse_double("prune", a, val, &co.owl_m)) return 2; }
     else if (!strcmp(a, "--owl-lambda")) { if (kg_cli_parse_double("prune", a, val, &co.owl_lambda)) return 2; }

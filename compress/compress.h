@@ -49,6 +49,9 @@ typedef struct kg_compress_opts {
   double owl_lambda;      /* 0.08 */
   int recon_samples;      /* samples used for the reconstruction error when the
                              method needs no Hessian (default 16; 0 = skip) */
+  int calib_batch;        /* calibration samples per block forward (0: the
+                             engine's choice; results do not depend on it
+                             beyond float summation order) */
   MPI_Comm team;          /* MPI_COMM_NULL: this process alone */
 } kg_compress_opts;
 

@@ -79,6 +79,9 @@ typedef struct kg_engine_ops {
   /* Adds one hook input x (backend memory, [rows, width], one calibration
    * sequence) to input `in`; into_recon also adds it to the recon Gram. */
   int (*stats_add)(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon);
+  /* Optional (NULL: the pipeline hooks the float32 path): as stats_add for
+   * a 16-bit hook input of the backend's act16 type. */
+  int (*stats_add16)(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows, int into_recon);
   /* After this rank's pass: waits for queued work, reports bad inputs. */
   int (*stats_finish)(kg_engine *e);
   /* Sums the statistics over the team (MPI_COMM_NULL: nothing to do). */
@@ -91,9 +94,16 @@ typedef struct kg_engine_ops {
   /* Compresses lin->w in place with the pipeline's method at `sparsity`,
    * from the statistics of input `in` (none for data-free runs). */
   int (*solve)(kg_engine *e, kg_linear *lin, kg_linear_input in, double sparsity, kg_solve_out *out);
-  /* Completes the group's solves (the host masters hold every result on
-   * return) and drops what solve cached (factorizations, scalers). */
+  /* Completes the group's solves and drops what solve cached
+   * (factorizations, scalers). The backend's copies hold the results; the
+   * host masters may still be updating until sync_masters. */
   int (*solve_end)(kg_engine *e);
+  /* Optional (NULL: masters are current after solve_end): waits until the
+   * host masters hold every result. */
+  int (*sync_masters)(kg_engine *e);
+  /* Optional (NULL: 1): calibration samples the engine prefers per block
+   * forward for sequences of T tokens. */
+  int (*preferred_batch)(kg_engine *e, int T);
 } kg_engine_ops;
 
 struct kg_engine {

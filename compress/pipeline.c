@@ -34,13 +34,16 @@ typedef struct pipeline {
   int rank, size;
   int s0, s1;            /* this rank's calibration samples [s0, s1) */
   int T;
-  float *xs;             /* backend memory [T, dim]: the sample a pass is running */
+  int batch;             /* samples per block forward */
+  int batch_n;           /* samples in the forward running now */
+  int use16;             /* statistics hook on the 16-bit activation path */
+  float *xs;             /* backend memory [batch * T, dim]: the samples a pass is running */
   int want[KG_INPUT_COUNT];
   int last_wanted;       /* the pass may stop after this input */
   int stop_early;
   int with_gram;         /* main statistics carry the Gram matrix (Hessian methods) */
   int recon_local;       /* samples of this shard feeding the recon Gram */
-  int sample;            /* shard index of the sample being run */
+  int sample;            /* shard index of the first sample being run */
   int64_t *zeros;        /* [n_layers * KG_LIN_COUNT] zeros per linear after compression, -1 = untouched */
   double forward_seconds;
   double solve_seconds;
@@ -64,11 +67,40 @@ static int team_agree(const pipeline *p, int rc) {
   return rc;
 }
 
+/* The hooks split a batch's rows back into its samples: statistics count
+ * samples, and only the first recon_local feed the recon Gram. */
 static int collect(void *ctx, int layer, kg_linear_input which, const float *x, int64_t n_rows, int cols) {
   pipeline *p = ctx;
   if (!p->want[which]) return 0;
-  KG_TRY(p->eng->ops->stats_add(p->eng, which, x, n_rows, p->sample < p->recon_local));
+  const int64_t rows = n_rows / p->batch_n;
+  for (int i = 0; i < p->batch_n; i++)
+    KG_TRY(p->eng->ops->stats_add(p->eng, which, x + i * rows * cols, rows, p->sample + i < p->recon_local));
   return p->stop_early && (int)which == p->last_wanted ? KG_HOOK_STOP : 0;
+}
+
+static int collect16(void *ctx, int layer, kg_linear_input which, const void *x, kg_dtype dtype, int64_t n_rows,
+                     int cols) {
+  pipeline *p = ctx;
+  if (!p->want[which]) return 0;
+  const int64_t rows = n_rows / p->batch_n;
+  const char *bytes = x;
+  for (int i = 0; i < p->batch_n; i++)
+    KG_TRY(p->eng->ops->stats_add16(p->eng, which, bytes + i * rows * cols * 2, dtype, rows,
+                                    p->sample + i < p->recon_local));
+  return p->stop_early && (int)which == p->last_wanted ? KG_HOOK_STOP : 0;
+}
+
+/* Samples [s, s + n) of a set into / from p->xs. */
+static int load_batch(pipeline *p, int set, int s, int n) {
+  const size_t sample = (size_t)p->T * p->m->cfg.dim;
+  for (int i = 0; i < n; i++) KG_TRY(p->eng->ops->acts_load(p->eng, set, s + i, p->xs + i * sample));
+  return KG_OK;
+}
+
+static int store_batch(pipeline *p, int set, int s, int n) {
+  const size_t sample = (size_t)p->T * p->m->cfg.dim;
+  for (int i = 0; i < n; i++) KG_TRY(p->eng->ops->acts_store(p->eng, set, s + i, p->xs + i * sample));
+  return KG_OK;
 }
 
 static int input_width(const kg_model *m, kg_linear_input in) {
@@ -107,13 +139,17 @@ static int stats_begin(pipeline *p, const linear_group *g, int need_recon) {
 static int statistics_pass(pipeline *p, int layer, int dense_outs) {
   kg_engine *e = p->eng;
   const double t0 = kg_now();
+  const int count = p->s1 - p->s0;
   p->stop_early = !dense_outs;
-  for (int s = 0; s < p->s1 - p->s0; s++) {
+  for (int s = 0; s < count; s += p->batch) {
+    const int nb = count - s < p->batch ? count - s : p->batch;
     p->sample = s;
-    KG_TRY(e->ops->acts_load(e, KG_ACTS_INPS, s, p->xs));
-    int rc = kg_model_block_forward(p->m, layer, p->xs, 1, p->T, collect, p);
+    p->batch_n = nb;
+    KG_TRY(load_batch(p, KG_ACTS_INPS, s, nb));
+    int rc = p->use16 ? kg_model_block_forward16(p->m, layer, p->xs, nb, p->T, collect16, p)
+                      : kg_model_block_forward(p->m, layer, p->xs, nb, p->T, collect, p);
     if (rc < 0) return rc;
-    if (dense_outs) KG_TRY(e->ops->acts_store(e, KG_ACTS_OUTS, s, p->xs));
+    if (dense_outs) KG_TRY(store_batch(p, KG_ACTS_OUTS, s, nb));
   }
   KG_TRY(e->ops->stats_finish(e));
   p->forward_seconds += kg_now() - t0;
@@ -122,12 +158,13 @@ static int statistics_pass(pipeline *p, int layer, int dense_outs) {
 
 /* outs = block(inps) with the block's current weights. */
 static int propagate_pass(pipeline *p, int layer) {
-  kg_engine *e = p->eng;
   const double t0 = kg_now();
-  for (int s = 0; s < p->s1 - p->s0; s++) {
-    KG_TRY(e->ops->acts_load(e, KG_ACTS_INPS, s, p->xs));
-    KG_TRY(kg_model_block_forward(p->m, layer, p->xs, 1, p->T, NULL, NULL));
-    KG_TRY(e->ops->acts_store(e, KG_ACTS_OUTS, s, p->xs));
+  const int count = p->s1 - p->s0;
+  for (int s = 0; s < count; s += p->batch) {
+    const int nb = count - s < p->batch ? count - s : p->batch;
+    KG_TRY(load_batch(p, KG_ACTS_INPS, s, nb));
+    KG_TRY(kg_model_block_forward(p->m, layer, p->xs, nb, p->T, NULL, NULL));
+    KG_TRY(store_batch(p, KG_ACTS_OUTS, s, nb));
   }
   KG_TRY(p->m->be->ops->synchronize(p->m->be));
   p->forward_seconds += kg_now() - t0;
@@ -137,6 +174,8 @@ static int propagate_pass(pipeline *p, int layer) {
 static double target_sparsity(const kg_compress_opts *o, double sparsity) {
   return kg_method_is_quantization(o->method) ? 0.0 : o->prune_n > 0 ? (double)o->prune_n / o->prune_m : sparsity;
 }
+
+static int sync_masters(pipeline *p) { return p->eng->ops->sync_masters ? p->eng->ops->sync_masters(p->eng) : KG_OK; }
 
 /* Compresses the linears of `g` in block `layer`. Each is solved by one rank
  * of the team (round robin); all ranks solve their share first, then every
@@ -159,6 +198,7 @@ static int compress_group(pipeline *p, int layer, const linear_group *g, double 
   rc = team_agree(p, rc);
   /* Engines that refresh the backend's weights themselves spare the upload. */
   int device_current = 1;
+  if (rc >= 0 && p->o->team != MPI_COMM_NULL) rc = sync_masters(p);
   for (int i = 0; i < g->n && rc >= 0; i++) {
     const kg_linear_id id = g->ids[i];
     kg_linear *lin = &b->lin[id];
@@ -194,7 +234,9 @@ static int compress_group(pipeline *p, int layer, const linear_group *g, double 
   }
   p->solve_seconds += kg_now() - t0;
   if (rc < 0) return rc;
-  return device_current ? KG_OK : kg_model_sync(p->m, layer);
+  if (device_current) return KG_OK;
+  KG_TRY(sync_masters(p));
+  return kg_model_sync(p->m, layer);
 }
 
 static int embed_samples(pipeline *p) {
@@ -322,8 +364,17 @@ static int compress_with_data(pipeline *p, double *layer_sparsity) {
     int lo = p->s0 < global ? p->s0 : global, hi = p->s1 < global ? p->s1 : global;
     p->recon_local = hi - lo;
   }
-  if (!(p->xs = be->ops->alloc(be, (size_t)p->T * p->m->cfg.dim * sizeof(float))))
-    return kg_error_context("calibration sample buffer (%d tokens): ", p->T);
+  p->batch = o->calib_batch > 0 ? o->calib_batch
+             : p->eng->ops->preferred_batch ? p->eng->ops->preferred_batch(p->eng, p->T) : 1;
+  if (p->batch > p->s1 - p->s0) p->batch = p->s1 - p->s0;
+  if (p->batch < 1) p->batch = 1;
+  p->batch_n = 1;
+  /* KG_CALIB_ACT16=0 keeps the hooked passes on the float32 path (for comparisons). */
+  const char *a16 = getenv("KG_CALIB_ACT16");
+  p->use16 = p->eng->ops->stats_add16 && kg_model_has_act16(p->m) && !(a16 && !strcmp(a16, "0"));
+  kg_debug("calibration passes: %d samples per forward, %s hook", p->batch, p->use16 ? "16-bit" : "float32");
+  if (!(p->xs = be->ops->alloc(be, (size_t)p->batch * p->T * p->m->cfg.dim * sizeof(float))))
+    return kg_error_context("calibration sample buffer (%d x %d tokens): ", p->batch, p->T);
   KG_TRY(p->eng->ops->acts_init(p->eng, p->s1 - p->s0, p->T, p->m->cfg.dim, o->propagate_dense ? 2 : 1));
   if (o->method == KG_METHOD_OWL_WANDA || o->method == KG_METHOD_OWL_SPARSEGPT) KG_TRY(owl_allocate(p, layer_sparsity));
   KG_TRY(embed_samples(p));
@@ -395,6 +446,7 @@ int kg_compress_model(kg_model *m, const kg_calib_set *calib, const kg_compress_
   kg_debug("compression engine: %s", p.eng->ops->name);
   p.with_gram = kg_method_uses_hessian(o->method);
   rc = calib ? compress_with_data(&p, layer_sparsity) : compress_without_data(&p);
+  if (rc >= 0) rc = sync_masters(&p);
   if (rc >= 0 && rep) {
     rep->overall_sparsity = overall_sparsity(&p);
     rep->layer_sparsity = layer_sparsity;

@@ -130,6 +130,7 @@ typedef struct kg_sweep_pruning {
   kg_propagate propagate; /* inputs of the next block come from the pruned or the dense block */
   double percdamp;       /* SparseGPT/GPTQ Hessian dampening, fraction of mean diagonal */
   int blocksize;         /* SparseGPT/GPTQ column block */
+  int calib_batch;       /* calibration samples per block forward, 0 = the engine's choice */
   int wanda_use_variant; /* Wanda appendix variant (per-row threshold search) */
   double owl_m;          /* OWL outlier threshold M (multiple of the layer mean) */
   double owl_lambda;     /* OWL layer sparsity spread: layers lie in [S - lambda, S + lambda] */

@@ -8,7 +8,7 @@
 #include "io/error.h"
 #include "io/sweep_internal.h"
 
-static const char *const k_pruning_keys[] = {"true_sequential", "propagate", "percdamp", "blocksize",
+static const char *const k_pruning_keys[] = {"true_sequential", "propagate", "percdamp", "blocksize", "calib_batch",
                                              "wanda_use_variant", "owl_m", "owl_lambda", NULL};
 static const char *const k_propagate_names[] = {"pruned", "dense", NULL};
 static const char *const k_eval_keys[] = {"perplexity", "js_divergence", "tasks", NULL};
@@ -38,6 +38,7 @@ void kg_sv_pruning(kg_sv *v, const config_setting_t *root) {
   p->propagate = KG_PROPAGATE_PRUNED;
   p->percdamp = 0.01;
   p->blocksize = 128;
+  p->calib_batch = 0;
   p->wanda_use_variant = 0;
   p->owl_m = 5.0;
   p->owl_lambda = 0.08;
@@ -53,6 +54,7 @@ void kg_sv_pruning(kg_sv *v, const config_setting_t *root) {
     p->propagate = b ? KG_PROPAGATE_DENSE : KG_PROPAGATE_PRUNED;
   if (kg_sv_float(v, g, "pruning", "percdamp", 0.0, 1, 1.0, 0, &f) == KG_SV_OK) p->percdamp = f;
   if (kg_sv_int(v, g, "pruning", "blocksize", 1, 1 << 16, &x) == KG_SV_OK) p->blocksize = (int)x;
+  if (kg_sv_int(v, g, "pruning", "calib_batch", 0, 4096, &x) == KG_SV_OK) p->calib_batch = (int)x;
   if (kg_sv_bool(v, g, "pruning", "wanda_use_variant", &b) == KG_SV_OK) p->wanda_use_variant = b;
   if (kg_sv_float(v, g, "pruning", "owl_m", 0.0, 1, INFINITY, 0, &f) == KG_SV_OK) p->owl_m = f;
   if (kg_sv_float(v, g, "pruning", "owl_lambda", 0.0, 0, 0.5, 1, &f) == KG_SV_OK) p->owl_lambda = f;

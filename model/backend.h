@@ -36,6 +36,8 @@ typedef struct kg_weight {
                     * (weights_acquire) by backends that stream; ignored by the others */
   void *host;      /* streamed weights: the backend's pinned host copy, else NULL */
   int slot;        /* streamed weights: staging slot + 1 holding it, 0 when not staged */
+  int exact;       /* backend-set: 1 when `data` holds the last uploaded (or refreshed)
+                    * floats exactly, so they can be read back from it */
 } kg_weight;
 
 /* Causal attention over a KV cache. Query row (s, t) sits at position

@@ -54,6 +54,7 @@ static int cpu_weight_upload(kg_backend *be, kg_weight *w, const float *host, in
   w->cols = cols;
   w->dtype = KG_DT_F32;
   w->data = (void *)host;
+  w->exact = 1;
   return KG_OK;
 }
 

@@ -193,18 +193,21 @@ static int block_forward(kg_model *m, int layer, float *x, int n_seq, int T, flo
 
 /* The same block with 16-bit activations between operations: the float32
  * workspace buffers hold the 16-bit tensors, residual adds are folded into
- * the o/down projections. No cache, no hooks. */
-static int block_forward_act16(kg_model *m, int layer, float *x, int n_seq, int T) {
+ * the o/down projections. No cache; the hook (may be NULL) sees 16-bit inputs. */
+static int block_forward_act16(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook16 hook, void *ctx) {
   const kg_model_config *c = &m->cfg;
   const kg_backend_ops *ops = m->be->ops;
   kg_backend *be = m->be;
+  const kg_dtype dt = be->act16;
   kg_workspace *ws = m->ws;
   const kg_block *b = &m->blocks[layer];
   const int64_t n = (int64_t)n_seq * T;
   void *xh = ws->xb, *qh = ws->q, *kh = ws->k, *vh = ws->v, *ah = ws->att, *gh = ws->gate, *uh = ws->up;
+  int rc;
 
   KG_TRY(stage_block(m, layer));
   KG_TRY(ops->norm_h(be, c->norm, x, b->dev_attn_norm, n, c->dim, c->norm_eps, xh));
+  if (hook && (rc = hook(ctx, layer, KG_INPUT_ATTN, xh, dt, n, c->dim)) != 0) return rc;
   KG_TRY(ops->linear_h(be, &b->lin[KG_LIN_Q].dev, xh, n, qh));
   KG_TRY(ops->linear_h(be, &b->lin[KG_LIN_K].dev, xh, n, kh));
   KG_TRY(ops->linear_h(be, &b->lin[KG_LIN_V].dev, xh, n, vh));
@@ -214,11 +217,14 @@ static int block_forward_act16(kg_model *m, int layer, float *x, int n_seq, int 
                          .kv_stride = T, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
                          .head_dim = c->head_dim};
   KG_TRY(ops->attention_h(be, &a));
+  if (hook && (rc = hook(ctx, layer, KG_INPUT_ATTN_OUT, ah, dt, n, c->n_heads * c->head_dim)) != 0) return rc;
   KG_TRY(ops->linear_h_f32(be, &b->lin[KG_LIN_O].dev, ah, n, x, 1));
   KG_TRY(ops->norm_h(be, c->norm, x, b->dev_ffn_norm, n, c->dim, c->norm_eps, xh));
+  if (hook && (rc = hook(ctx, layer, KG_INPUT_MLP, xh, dt, n, c->dim)) != 0) return rc;
   KG_TRY(ops->linear_h(be, &b->lin[KG_LIN_GATE].dev, xh, n, gh));
   KG_TRY(ops->linear_h(be, &b->lin[KG_LIN_UP].dev, xh, n, uh));
   KG_TRY(ops->swiglu_h(be, gh, uh, n * c->hidden_dim, gh));
+  if (hook && (rc = hook(ctx, layer, KG_INPUT_MLP_HIDDEN, gh, dt, n, c->hidden_dim)) != 0) return rc;
   return ops->linear_h_f32(be, &b->lin[KG_LIN_DOWN].dev, gh, n, x, 1);
 }
 
@@ -226,8 +232,18 @@ int kg_model_block_forward(kg_model *m, int layer, float *x, int n_seq, int T, k
   if (layer < 0 || layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch");
   KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T));
-  if (!hook && has_act16(m)) return block_forward_act16(m, layer, x, n_seq, T);
+  if (!hook && has_act16(m)) return block_forward_act16(m, layer, x, n_seq, T, NULL, NULL);
   return block_forward(m, layer, x, n_seq, T, NULL, NULL, 0, 0, hook, ctx);
+}
+
+int kg_model_has_act16(const kg_model *m) { return has_act16(m); }
+
+int kg_model_block_forward16(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook16 hook, void *ctx) {
+  if (layer < 0 || layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
+  if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch");
+  if (!has_act16(m)) return kg_error(KG_ERR_UNSUPPORTED, "the %s backend has no 16-bit activation path", m->be->ops->name);
+  KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T));
+  return block_forward_act16(m, layer, x, n_seq, T, hook, ctx);
 }
 
 /* Final norm + head over `count` consecutive rows of hidden states into
@@ -295,7 +311,7 @@ static int forward_hidden(kg_model *m, const int32_t *tokens, int n_seq, int T, 
   KG_TRY(kg_model_embed(m, tokens, n, x));
   const int act16 = allow_act16 && has_act16(m);
   for (int l = 0; l < m->cfg.n_layers; l++) {
-    if (act16) KG_TRY(block_forward_act16(m, l, x, n_seq, T));
+    if (act16) KG_TRY(block_forward_act16(m, l, x, n_seq, T, NULL, NULL));
     else KG_TRY(block_forward(m, l, x, n_seq, T, NULL, NULL, 0, 0, NULL, NULL));
   }
   return KG_OK;

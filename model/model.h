@@ -185,6 +185,17 @@ int kg_model_embed(kg_model *m, const int32_t *tokens, int64_t n, float *x);
 /* Runs block `layer` in place on hidden states x [n_seq * T, dim] (backend
  * memory), positions 0..T-1 per sequence, calling hook (may be NULL). */
 int kg_model_block_forward(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook hook, void *ctx);
+
+/* The hook of the 16-bit activation path: x is backend memory [n_rows, cols]
+ * of `dtype` (the backend's act16 type), the exact values the linear reads. */
+typedef int (*kg_input_hook16)(void *ctx, int layer, kg_linear_input which, const void *x, kg_dtype dtype,
+                               int64_t n_rows, int cols);
+/* Whether m's backend runs blocks with 16-bit activations (CUDA; not the
+ * CPU, not qk-norm models). */
+int kg_model_has_act16(const kg_model *m);
+/* As kg_model_block_forward on the 16-bit activation path, the hook seeing
+ * 16-bit inputs; KG_ERR_UNSUPPORTED where kg_model_has_act16 is 0. */
+int kg_model_block_forward16(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook16 hook, void *ctx);
 /* Final norm + head over hidden states x [n_seq * T, dim]. */
 int kg_model_head(kg_model *m, const float *x, int n_seq, int T, const uint8_t *want_logits, kg_logits_fn fn,
                   void *ctx);

@@ -18,7 +18,9 @@
 # Sections can be split across runs: results accumulate in
 # $OUT/results.jsonl, and the table is printed from whatever is there.
 # Environment: see bench/gpu/common.sh (KG_BUILD_DIR, KG_DEPS_PREFIX,
-# KG_DATA_DIR, OUT); KG_BENCH_TIMEOUT caps each command (default 900 s).
+# KG_DATA_DIR, OUT); KG_BENCH_TIMEOUT caps each command (default 900 s);
+# KG_BENCH_PPL_BATCH windows per forward in the perplexity pass (default 1,
+# the reference's); KG_BENCH_PRUNE_ARGS extra `kickgrid prune` arguments.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
@@ -77,7 +79,8 @@ for mk in ${models//,/ }; do
   if want ppl; then
     log=$OUT/ppl_$mk.log
     kg_memwatch_start "ppl_$mk"
-    timeout "$tmo" "$K" ppl --model "$spec" --backend cuda --dataset wikitext2 --seqlen 4096 --max-windows "$windows" --json > "$log" 2>&1
+    timeout "$tmo" "$K" ppl --model "$spec" --backend cuda --dataset wikitext2 --seqlen 4096 --max-windows "$windows" \
+      --batch "${KG_BENCH_PPL_BATCH:-1}" --json > "$log" 2>&1
     rc=$?; peak=$(kg_memwatch_stop)
     line=$(grep '^{' "$log" | tail -1)
     if [ $rc = 0 ] && [ -n "$line" ]; then
@@ -101,7 +104,7 @@ for mk in ${models//,/ }; do
     log=$OUT/${method}_$mk.log
     kg_memwatch_start "${method}_$mk"
     timeout "$tmo" "$K" prune --model "$spec" --backend cuda --method $method --sparsity 0.5 --calib c4 \
-      --nsamples $nsamples --seqlen 2048 > "$log" 2>&1
+      --nsamples $nsamples --seqlen 2048 ${KG_BENCH_PRUNE_ARGS:-} > "$log" 2>&1
     rc=$?; peak=$(kg_memwatch_stop)
     read -r total fwd stats solve <<< "$(compress_field "$log")"
     if [ $rc != 0 ] || [ -z "${total:-}" ]; then echo "$method $mk failed (rc $rc): $(tail -2 "$log")" >&2; continue; fi

@@ -38,6 +38,7 @@ extern "C" {
 #include "compress/masks.h"
 #include "compress/obs.h"
 #include "compress/quant.h"
+#include "io/dtype.h"
 #include "io/error.h"
 
 /* ---- context ---- */
@@ -101,6 +102,11 @@ void kg_cc_stats_free(kg_cc_stats *st);
  * st and, when recon != NULL, to recon's Gram as well (one rounding pass
  * serves both). Queued; bad values are reported by kg_cc_check_finite. */
 int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const float *x, int64_t rows, int64_t samples);
+/* The same from 16-bit x (dtype KG_DT_BF16 or KG_DT_F16: the values the
+ * linears read on the 16-bit activation path): no scaling and no copy, the
+ * Gram GEMM reads x itself (products of 16-bit values are exact in fp32). */
+int kg_cc_stats_add16(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const void *x, kg_dtype dtype, int64_t rows,
+                      int64_t samples);
 /* Completes the Gram after accumulation: wide inputs accumulate only the
  * blocks on and below the diagonal (2x2 or 4x4 blocks: 25% or 37.5% fewer
  * flops), and this copies them onto the blocks above. Idempotent; needed

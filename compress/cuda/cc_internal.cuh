@@ -4,6 +4,7 @@
 #ifndef KG_COMPRESS_CUDA_CC_INTERNAL_CUH
 #define KG_COMPRESS_CUDA_CC_INTERNAL_CUH
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <float.h>
 #include <stdint.h>
@@ -67,6 +68,9 @@ __device__ __forceinline__ float cc_quant_value(float x, float scale, float zero
   q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
   return __fmul_rn(scale, __fsub_rn(q, zero));
 }
+
+__device__ __forceinline__ float cc_widen(__half v) { return __half2float(v); }
+__device__ __forceinline__ float cc_widen(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 /* Largest |x| that still gives a finite fp32 Gram entry. */
 #define CC_AMAX_LIMIT 1.8446744e19f /* 2^64 */

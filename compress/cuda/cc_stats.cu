@@ -130,6 +130,38 @@ __global__ void k_mirror_blocks(float *M, int64_t d, int64_t h) {
   }
 }
 
+/* Gram update of each non-NULL target from xh [rows, d] (16-bit `type`):
+ * alpha and beta are device floats. */
+static int gram_update(kg_cc *cc, kg_cc_stats *const targets[2], const void *xh, cudaDataType_t type, int64_t rows,
+                       int64_t d, const float *alpha_dev, const float *beta_dev) {
+  int rc = KG_OK;
+  const int nb = gram_blocks(d);
+  const int64_t h = d / nb;
+  const char *x = (const char *)xh; /* 2 bytes an element */
+  CC_CUBLAS(cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_DEVICE));
+  for (int t = 0; t < 2; t++) {
+    if (!targets[t]) continue;
+    /* Row-major X [rows, d] is column-major X^T (d x rows): G += X^T X is
+     * C = A A^T with A = X^T; block (bi, bj), bi >= bj, is A's row block bi
+     * times row block bj transposed. */
+    for (int bi = 0; bi < nb; bi++)
+      for (int bj = 0; bj <= bi; bj++) {
+        cublasStatus_t s = cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)h, (int)h, (int)rows, alpha_dev,
+                                        x + 2 * bi * h, type, (int)d, x + 2 * bj * h, type, (int)d, beta_dev,
+                                        targets[t]->gram + bi * h + bj * h * d, CUDA_R_32F, (int)d,
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+          rc = kg_cc_cublas_fail(s, "cublasGemmEx (Gram)", __FILE__, __LINE__);
+          goto done;
+        }
+      }
+    targets[t]->mirror = nb > 1;
+  }
+done:
+  cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST);
+  return rc;
+}
+
 extern "C" int kg_cc_stats_finish(kg_cc *cc, kg_cc_stats *st) {
   int rc = KG_OK;
   if (!st->gram || !st->mirror) return KG_OK;
@@ -216,32 +248,78 @@ extern "C" int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, c
     CC_LAUNCHED();
   }
   if (gram) {
-    /* Row-major X [rows, d] is column-major X^T (d x rows): G += X^T X is
-     * C = A A^T with A = X^T. alpha = 1/s^2 lives on the device. */
-    const float *beta_dev = small + 2;
-    const int nb = gram_blocks(d);
-    const int64_t h = d / nb;
-    CC_CUBLAS(cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_DEVICE));
     kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
-    for (int t = 0; t < 2; t++) {
-      if (!targets[t]) continue;
-      /* block (bi, bj), bi >= bj, of C += A A^T with A = X^T (column-major
-       * d x rows): A's row block bi times row block bj transposed */
-      for (int bi = 0; bi < nb; bi++)
-        for (int bj = 0; bj <= bi; bj++) {
-          cublasStatus_t s = cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_T, (int)h, (int)h, (int)rows, small + 1,
-                                          xh + bi * h, CUDA_R_16F, (int)d, xh + bj * h, CUDA_R_16F, (int)d, beta_dev,
-                                          targets[t]->gram + bi * h + bj * h * d, CUDA_R_32F, (int)d,
-                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-          if (s != CUBLAS_STATUS_SUCCESS) {
-            cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST);
-            rc = kg_cc_cublas_fail(s, "cublasGemmEx (Gram)", __FILE__, __LINE__);
-            goto done;
-          }
-        }
-      targets[t]->mirror = nb > 1;
+    CC_TRY(gram_update(cc, targets, xh, CUDA_R_16F, rows, d, small + 1, small + 2));
+  }
+  st->n_samples += samples;
+  st->n_tokens += rows;
+  if (recon) {
+    recon->n_samples += samples;
+    recon->n_tokens += rows;
+  }
+done:
+  return rc;
+}
+
+/* Column sums of x^2 (float64) over chunks of rows of 16-bit x, flagging
+ * values that are not finite or too large for an fp32 Gram. */
+template <typename T16>
+__global__ void k_stats_rows16(const T16 *__restrict__ x, int64_t rows, int d, double *partial, float *alpha_beta,
+                               int *flags) {
+  const int col = blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = (int64_t)blockIdx.y * STATS_ROWS_PER_CHUNK;
+  const int64_t r1 = r0 + STATS_ROWS_PER_CHUNK < rows ? r0 + STATS_ROWS_PER_CHUNK : rows;
+  double acc = 0.0;
+  int bad = 0;
+  if (col < d) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+      const float v = cc_widen(x[r * d + col]);
+      acc += (double)v * (double)v;
+      if (!(fabsf(v) < CC_AMAX_LIMIT)) bad = 1;
     }
-    CC_CUBLAS(cublasSetPointerMode(cc->cublas, CUBLAS_POINTER_MODE_HOST));
+  }
+  __shared__ double part[8][33];
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < d) {
+    double t = 0.0;
+    for (int k = 0; k < 8; k++) t += part[k][threadIdx.x];
+    partial[(int64_t)blockIdx.y * d + col] = t;
+  }
+  if (bad) flags[0] = 1;
+  if (alpha_beta && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0) {
+    alpha_beta[0] = 1.0f;
+    alpha_beta[1] = 1.0f;
+  }
+}
+
+extern "C" int kg_cc_stats_add16(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const void *x, kg_dtype dtype,
+                                 int64_t rows, int64_t samples) {
+  int rc = KG_OK;
+  const int64_t d = st->d;
+  const int gram = st->with_gram || (recon && recon->with_gram);
+  if (rows <= 0) return KG_OK;
+  if (dtype != KG_DT_BF16 && dtype != KG_DT_F16) return kg_error(KG_ERR_ARG, "device stats: 16-bit input expected");
+  if (recon && recon->d != d) return kg_error(KG_ERR_ARG, "device stats: recon width %lld != %lld", (long long)recon->d, (long long)d);
+  const int chunks = (int)((rows + STATS_ROWS_PER_CHUNK - 1) / STATS_ROWS_PER_CHUNK);
+  float *small = NULL;
+  double *partial = NULL;
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_SMALL, 4096, (void **)&small));
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (size_t)chunks * d * sizeof(double), (void **)&partial));
+  {
+    dim3 grid((unsigned)((d + 31) / 32), (unsigned)chunks), block(32, 8);
+    float *ab = gram ? small + 1 : NULL;
+    if (dtype == KG_DT_BF16)
+      k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __nv_bfloat16 *)x, rows, (int)d, partial, ab, cc->flags);
+    else
+      k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __half *)x, rows, (int)d, partial, ab, cc->flags);
+    CC_LAUNCHED();
+    k_stats_finish<<<(unsigned)((d + 255) / 256), 256, 0, cc->stream>>>(partial, chunks, (int)d, st->sqnorm);
+    CC_LAUNCHED();
+  }
+  if (gram) {
+    kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
+    CC_TRY(gram_update(cc, targets, x, dtype == KG_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F, rows, d, small + 1, small + 2));
   }
   st->n_samples += samples;
   st->n_tokens += rows;

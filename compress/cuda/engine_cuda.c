@@ -18,114 +18,13 @@
 #include <string.h>
 
 #include "compress/compress_internal.h"
-#include "compress/cuda/cc.h"
-#include "compress/cuda/cc_xfer.h"
-#include "compress/engine.h"
+#include "compress/cuda/engine_cuda.h"
 #include "compress/stats.h"
 #include "io/error.h"
 #include "io/log.h"
 #include "model/cuda/kg_cuda.h"
 
-typedef struct cuda_engine {
-  kg_engine base;
-  const kg_cuda_context *ctx;
-  kg_cc *cc;
-  kg_cc_team *team;       /* NULL without a team communicator */
-  /* activations */
-  size_t sample;          /* floats per sample */
-  int n, sets;
-  int pinned;             /* sets live in pinned host memory (memory budget) */
-  uint16_t *acts[2];      /* fp16 bits [n * sample]: device, or pinned host */
-  float *scales[2];       /* device [n]: each sample's power-of-two scale */
-  uint16_t *stage;        /* device [sample] (pinned mode) */
-  /* statistics */
-  kg_cc_stats stats[KG_INPUT_COUNT], recon[KG_INPUT_COUNT];
-  int with_gram;
-  int min_input;          /* inputs below were released (solves come in input order) */
-  cudaEvent_t *events;    /* pairs around each accumulation, for timing */
-  int n_events, cap_events;
-  double stats_seconds;
-  /* solves */
-  float *dW, *dW0, *dWork; /* device [rows * cols] */
-  size_t w_cap, w0_cap, work_cap;
-  uint32_t *dbits, *hbits; /* zero bitmask of a masked W: device, host */
-  size_t bits_cap, hbits_cap;
-  double *host_scaler[KG_INPUT_COUNT];
-  double *sqrt_scaler[KG_INPUT_COUNT]; /* device */
-  kg_cc_factor factor;
-  /* transfers of master weights (cc_xfer.h) */
-  cc_xfer up, down;
-  int have_xfer;
-  pthread_t down_thread;  /* the previous linear's download, while down_active */
-  int down_active;
-  struct xfer_job {
-    cc_xfer *x;
-    void *dst;
-    const void *src;
-    size_t bytes;
-    int upload;
-    cudaError_t err;
-  } down_job;
-  /* The factorization of a later input's Hessian, built on a second
-   * context by a helper thread while this input's linears solve. */
-  kg_cc *cc2;
-  kg_cc_factor next_factor;
-  int next_input;         /* input next_factor is for, -1 when none */
-  pthread_t prefetch_thread;
-  int prefetch_active;
-  struct prefetch_job {
-    kg_cc *cc;
-    kg_cc_obs_job job;
-    kg_cc_factor *f;
-    int rc;
-  } prefetch;
-  /* where the solves' wall time went (reported when the engine goes) */
-  int n_solves;
-  double t_prepare, t_wait, t_solve, t_result, t_recon;
-} cuda_engine;
-
-static cuda_engine *cu_of(kg_engine *e) { return (cuda_engine *)e; }
-
-#define ENG_CUDA(call)                                                                                     \
-  do {                                                                                                     \
-    cudaError_t eng_e_ = (call);                                                                           \
-    if (eng_e_ != cudaSuccess) return kg_cc_cuda_fail(eng_e_, #call, __FILE__, __LINE__);                  \
-  } while (0)
-
 static void prefetch_drop(cuda_engine *c);
-
-static void *xfer_run(void *arg) {
-  struct xfer_job *j = arg;
-  j->err = j->upload ? cc_xfer_upload(j->x, j->dst, j->src, j->bytes) : cc_xfer_download(j->x, j->dst, j->src, j->bytes);
-  return NULL;
-}
-
-/* Starts job on a helper thread (*started = 1), or runs it here when no
- * thread can be made. */
-static void xfer_start(struct xfer_job *j, pthread_t *t, int *started) {
-  *started = pthread_create(t, NULL, xfer_run, j) == 0;
-  if (!*started) xfer_run(j);
-}
-
-static int xfer_finish(struct xfer_job *j, pthread_t t, int started, const char *what) {
-  if (started) pthread_join(t, NULL);
-  if (j->err != cudaSuccess) return kg_cc_cuda_fail(j->err, what, __FILE__, __LINE__);
-  return KG_OK;
-}
-
-/* Waits for the previous linear's download into its host master. */
-static int join_download(cuda_engine *c) {
-  if (!c->down_active) return KG_OK;
-  c->down_active = 0;
-  return xfer_finish(&c->down_job, c->down_thread, 1, "download of solved weights");
-}
-
-static int copy_weights(cuda_engine *c, int upload, void *dst, const void *src, size_t bytes) {
-  if (!c->have_xfer) return upload ? kg_cc_upload(c->cc, dst, src, bytes) : kg_cc_download(c->cc, dst, src, bytes);
-  struct xfer_job j = {upload ? &c->up : &c->down, dst, src, bytes, upload, cudaSuccess};
-  xfer_run(&j);
-  return xfer_finish(&j, 0, 0, upload ? "weight upload" : "weight download");
-}
 
 static void release_input(cuda_engine *c, int in) {
   kg_cc_stats_free(&c->stats[in]);
@@ -140,7 +39,7 @@ static int cu_solve_end(kg_engine *e) {
   cuda_engine *c = cu_of(e);
   prefetch_drop(c);
   kg_cc_factor_free(&c->factor);
-  return join_download(c);
+  return cue_join_download(c);
 }
 
 static void *prefetch_run(void *arg) {
@@ -211,6 +110,7 @@ static void stats_release(cuda_engine *c) {
 
 static void report_solve_times(const cuda_engine *c) {
   if (!c->n_solves) return;
+  kg_info("cuda engine: %d of %d masters read from exact device copies instead of uploaded", c->n_widened, c->n_solves);
   kg_info("cuda engine, %d solves: upload (+ factorization) %.2f s, waiting for downloads %.2f s, solve %.2f s, "
           "results %.2f s, recon errors and weight refresh %.2f s",
           c->n_solves, c->t_prepare, c->t_wait, c->t_solve, c->t_result, c->t_recon);
@@ -222,7 +122,8 @@ static void report_solve_times(const cuda_engine *c) {
 
 static void cu_destroy(kg_engine *e) {
   cuda_engine *c = cu_of(e);
-  (void)join_download(c);
+  (void)cue_join_download(c);
+  cue_join_mask(c);
   report_solve_times(c);
   if (c->have_xfer) {
     cc_xfer_destroy(&c->up);
@@ -243,7 +144,8 @@ static void cu_destroy(kg_engine *e) {
   kg_cc_free(c->dW0);
   kg_cc_free(c->dWork);
   kg_cc_free(c->dbits);
-  free(c->hbits);
+  free(c->hbits[0]);
+  free(c->hbits[1]);
   for (int i = 0; i < c->cap_events; i++) cudaEventDestroy(c->events[i]);
   free(c->events);
   kg_cc_destroy(c->cc);
@@ -348,6 +250,27 @@ static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_
   KG_TRY(kg_cc_stats_add(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, rows, 1));
   ENG_CUDA(cudaEventRecord(t1, c->cc->stream));
   return KG_OK;
+}
+
+static int cu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows,
+                          int into_recon) {
+  cuda_engine *c = cu_of(e);
+  cudaEvent_t t0 = NULL, t1 = NULL;
+  KG_TRY(next_event_pair(c, &t0, &t1));
+  ENG_CUDA(cudaEventRecord(t0, c->cc->stream));
+  KG_TRY(kg_cc_stats_add16(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, dtype,
+                           rows, 1));
+  ENG_CUDA(cudaEventRecord(t1, c->cc->stream));
+  return KG_OK;
+}
+
+/* Enough samples a forward for 4096 tokens: GEMMs of 4096 rows run near the
+ * device's rate, and the attention grid fills it. One under a memory budget,
+ * where every extra token of workspace is a token less for weights. */
+static int cu_preferred_batch(kg_engine *e, int T) {
+  cuda_engine *c = cu_of(e);
+  if (c->ctx->memory_budget_bytes > 0 || T <= 0 || T >= 4096) return 1;
+  return 4096 / T;
 }
 
 static int cu_stats_finish(kg_engine *e) {
@@ -487,17 +410,33 @@ static int obs_job(cuda_engine *c, const kg_linear *lin, kg_linear_input in, dou
  * not cached yet, builds it meanwhile (it reads only the Gram). */
 static int upload_and_factor(cuda_engine *c, const kg_linear *lin, kg_linear_input in, double sparsity, size_t bytes) {
   const kg_compress_opts *o = c->base.o;
+  if (c->exact_masters && lin->dev.exact) {
+    /* The backend's 16-bit copy is the master itself: no host traffic. */
+    const int rc = kg_cuda_weight_widen(c->base.m->be, &lin->dev, c->dW0);
+    if (rc != KG_ERR_UNSUPPORTED) {
+      KG_TRY(rc);
+      c->n_widened++;
+      if (device_solvable(o) && needs_factor(o) && c->stats[in].gram) {
+        kg_quant_opts quant;
+        kg_cc_obs_job job;
+        KG_TRY(obs_job(c, lin, in, sparsity, &quant, &job));
+        KG_TRY(kg_cc_obs_prepare(c->cc, &job, &c->factor));
+      }
+      return KG_OK;
+    }
+    kg_error_clear();
+  }
   if (!(c->have_xfer && device_solvable(o) && needs_factor(o) && c->stats[in].gram))
-    return copy_weights(c, 1, c->dW0, lin->w, bytes);
+    return cue_copy_weights(c, 1, c->dW0, lin->w, bytes);
   kg_quant_opts quant;
   kg_cc_obs_job job;
   KG_TRY(obs_job(c, lin, in, sparsity, &quant, &job));
   struct xfer_job up = {&c->up, c->dW0, lin->w, bytes, 1, cudaSuccess};
   pthread_t t;
   int started = 0;
-  xfer_start(&up, &t, &started);
+  cue_xfer_start(&up, &t, &started);
   const int factor_rc = kg_cc_obs_prepare(c->cc, &job, &c->factor);
-  const int upload_rc = xfer_finish(&up, t, started, "weight upload");
+  const int upload_rc = cue_xfer_finish(&up, t, started, "weight upload");
   KG_TRY(factor_rc);
   return upload_rc;
 }
@@ -558,46 +497,6 @@ done:
   return rc;
 }
 
-static int is_mask_method(kg_method_kind k) {
-  return k == KG_METHOD_MAGNITUDE || k == KG_METHOD_WANDA || k == KG_METHOD_OWL_WANDA;
-}
-
-/* A mask method only zeroes weights: download the zero bitmask and apply it
- * to the host master (32x less traffic than the matrix). Counts the zeros. */
-static int download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros) {
-  const int64_t words = (n + 31) / 32;
-  if ((size_t)words > c->bits_cap) {
-    kg_cc_free(c->dbits);
-    c->dbits = NULL;
-    c->bits_cap = 0;
-    KG_TRY(kg_cc_alloc((void **)&c->dbits, (size_t)words * sizeof(uint32_t), "a mask bitmap"));
-    c->bits_cap = (size_t)words;
-  }
-  if ((size_t)words > c->hbits_cap) {
-    free(c->hbits);
-    c->hbits_cap = 0;
-    if (!(c->hbits = malloc((size_t)words * sizeof(uint32_t)))) return kg_error(KG_ERR_NOMEM, "out of memory");
-    c->hbits_cap = (size_t)words;
-  }
-  KG_TRY(kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits));
-  KG_TRY(kg_cc_download(c->cc, c->hbits, c->dbits, (size_t)words * sizeof(uint32_t)));
-  float *w = lin->w;
-  const uint32_t *bits = c->hbits;
-  int64_t z = 0;
-#pragma omp parallel for schedule(static) reduction(+ : z) if (words >= 65536)
-  for (int64_t i = 0; i < words; i++) {
-    uint32_t b = bits[i];
-    z += __builtin_popcount(b);
-    while (b) {
-      const int64_t j = i * 32 + __builtin_ctz(b);
-      if (w[j] != 0.0f) w[j] = 0.0f; /* keeps -0.0 as the device does */
-      b &= b - 1;
-    }
-  }
-  *zeros = z;
-  return KG_OK;
-}
-
 /* Refreshes the backend's 16-bit copy of lin from dW on the device, when
  * the backend holds it resident; otherwise the pipeline uploads from the host. */
 static int refresh_backend(cuda_engine *c, kg_linear *lin, int *current) {
@@ -635,14 +534,14 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   const kg_cc_stats *gsrc = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
   const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
   /* The previous linear's download reads dW: it must end before dW moves. */
-  if (n > c->w_cap) KG_TRY(join_download(c));
+  if (n > c->w_cap) KG_TRY(cue_join_download(c));
   KG_TRY(grow(&c->dW, &c->w_cap, n, "a weight matrix"));
   KG_TRY(grow(&c->dW0, &c->w0_cap, n, "a weight matrix"));
   double t = kg_now();
   KG_TRY(upload_and_factor(c, lin, in, sparsity, bytes));
   c->t_prepare += kg_now() - t;
   t = kg_now();
-  KG_TRY(join_download(c));
+  KG_TRY(cue_join_download(c));
   c->t_wait += kg_now() - t;
   c->n_solves++;
   if (device_solvable(e->o)) {
@@ -651,18 +550,18 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     KG_TRY(device_solve(c, lin, in, sparsity, out));
     c->t_solve += kg_now() - t;
     t = kg_now();
-    if (is_mask_method(e->o->method)) {
-      KG_TRY(download_mask(c, lin, (int64_t)n, &out->zeros));
+    if (cue_is_mask_method(e->o->method)) {
+      KG_TRY(cue_download_mask(c, lin, (int64_t)n, &out->zeros));
     } else {
       KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
       if (c->have_xfer) {
         /* Joined by the next solve or solve_end, before anyone reads lin->w;
          * without a thread it ran here, and its status is checked now. */
         c->down_job = (struct xfer_job){&c->down, lin->w, c->dW, bytes, 0, cudaSuccess};
-        xfer_start(&c->down_job, &c->down_thread, &c->down_active);
-        if (!c->down_active) KG_TRY(xfer_finish(&c->down_job, 0, 0, "download of solved weights"));
+        cue_xfer_start(&c->down_job, &c->down_thread, &c->down_active);
+        if (!c->down_active) KG_TRY(cue_xfer_finish(&c->down_job, 0, 0, "download of solved weights"));
       } else {
-        KG_TRY(copy_weights(c, 0, lin->w, c->dW, bytes));
+        KG_TRY(cue_copy_weights(c, 0, lin->w, c->dW, bytes));
       }
     }
   } else {
@@ -670,7 +569,7 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     KG_TRY(host_solve(c, lin, in, sparsity, out));
     c->t_solve += kg_now() - t;
     t = kg_now();
-    KG_TRY(copy_weights(c, 1, c->dW, lin->w, bytes));
+    KG_TRY(cue_copy_weights(c, 1, c->dW, lin->w, bytes));
     KG_TRY(kg_cc_count_zeros(c->cc, c->dW, (int64_t)n, &out->zeros));
   }
   c->t_result += kg_now() - t;
@@ -703,6 +602,9 @@ static const kg_engine_ops cuda_ops = {
     .scaler_row = cu_scaler_row,
     .solve = cu_solve,
     .solve_end = cu_solve_end,
+    .stats_add16 = cu_stats_add16,
+    .sync_masters = cue_sync_masters,
+    .preferred_batch = cu_preferred_batch,
 };
 
 int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **out) {
@@ -717,6 +619,9 @@ int kg_engine_cuda_create(kg_model *m, const kg_compress_opts *o, kg_engine **ou
   c->base.m = m;
   c->base.o = o;
   c->ctx = ctx;
+  /* KG_CC_EXACT_MASTER=0 uploads every master from the host (for comparisons). */
+  const char *em = getenv("KG_CC_EXACT_MASTER");
+  c->exact_masters = !(em && !strcmp(em, "0"));
   rc = kg_cc_create(ctx->device, ctx->stream, &c->cc);
   /* KG_CC_PREFETCH=0 factors each Hessian when its first linear solves.
    * Off under a memory budget: a second factorization costs up to 4 d_ff^2 bytes. */

@@ -397,6 +397,7 @@ static void cu_destroy(kg_backend *be) {
     kg_cuda_scratch *scr[] = {&c->cast, &c->stage32, &c->stage16, &c->small, &c->gram};
     for (size_t i = 0; i < sizeof(scr) / sizeof(scr[0]); i++) kg_cuda_dev_free(c, scr[i]->ptr);
     if (c->ctx.workspace) kg_cuda_dev_free(c, c->ctx.workspace);
+    if (c->inexact) kg_cuda_dev_free(c, c->inexact);
     if (c->ctx.cublas) cublasDestroy(c->ctx.cublas);
     if (c->ctx.cublaslt) cublasLtDestroy(c->ctx.cublaslt);
     if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
@@ -437,6 +438,7 @@ static int create_impl(kg_cuda_impl *c, kg_backend *be) {
   KG_CUBLAS(cublasLtCreate(&c->ctx.cublaslt));
   if (!(c->ctx.workspace = kg_cuda_dev_alloc(c, CUBLAS_WORKSPACE_BYTES, "the cuBLAS workspace"))) return kg_error_code();
   c->ctx.workspace_bytes = CUBLAS_WORKSPACE_BYTES;
+  if (!(c->inexact = (int *)kg_cuda_dev_alloc(c, sizeof(int), "a conversion flag"))) return kg_error_code();
   KG_CUBLAS(cublasSetWorkspace(c->ctx.cublas, c->ctx.workspace, c->ctx.workspace_bytes));
   KG_TRY(kg_cuda_profile_init(c));
   return kg_cuda_streaming_init(c);

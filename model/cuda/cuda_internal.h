@@ -51,6 +51,7 @@ struct kg_cuda_impl {
   kg_cuda_scratch stage16;       /* 16-bit staging of streamed-weight conversion */
   kg_cuda_scratch small;         /* token ids, targets, per-row results */
   kg_cuda_scratch gram;          /* gram_accumulate */
+  int *inexact;                  /* device flag of kg_cuda_check_exact16 */
   int sm_count;
   kg_cuda_profile *profile;      /* NULL unless KG_CUDA_PROFILE is set */
 };
@@ -77,6 +78,11 @@ int kg_cuda_scratch_reserve(kg_cuda_impl *c, kg_cuda_scratch *s, size_t bytes, c
 
 /* ---- kernels (cuda_kernels.cu, cuda_attention.cu, cuda_head.cu) ---- */
 int kg_cuda_f32_to_16(kg_cuda_impl *c, const float *x, void *y, size_t n);
+/* Sets *dflag (device int) to 1 when some y[i] (16-bit) does not widen to
+ * x[i] bit for bit; the caller zeroes the flag. */
+int kg_cuda_check_exact16(kg_cuda_impl *c, const float *x, const void *y, size_t n, int *dflag);
+/* x[n] = widened 16-bit y[n] */
+int kg_cuda_16_to_f32(kg_cuda_impl *c, const void *y, float *x, size_t n);
 int kg_cuda_embed(kg_cuda_impl *c, const void *table, int dim, const int32_t *dtokens, int64_t n, float *out);
 /* y32 and/or y16 (either may be NULL) = norm(x) * gain */
 int kg_cuda_norm(kg_cuda_impl *c, kg_norm_kind kind, const float *x, const float *gain, int64_t n, int d, float eps,

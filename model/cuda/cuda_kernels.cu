@@ -41,6 +41,35 @@ int kg_cuda_f32_to_16(kg_cuda_impl *c, const float *x, void *y, size_t n) {
   return KG_OK;
 }
 
+template <typename T>
+__global__ void k_check_exact16(const float *__restrict__ x, const T *__restrict__ y, size_t n, int *flag) {
+  int bad = 0;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    bad |= __float_as_uint(kg_to_f<T>(y[i])) != __float_as_uint(x[i]);
+  if (__syncthreads_or(bad) && threadIdx.x == 0) *flag = 1;
+}
+
+int kg_cuda_check_exact16(kg_cuda_impl *c, const float *x, const void *y, size_t n, int *dflag) {
+  if (!n) return KG_OK;
+  KG_CUDA_DISPATCH16(c->wdtype, (k_check_exact16<T16><<<grid_for(c, n, 256), 256, 0, c->ctx.stream>>>(
+                                    x, (const T16 *)y, n, dflag)));
+  KG_CUDA_LAUNCHED("check_exact16");
+  return KG_OK;
+}
+
+template <typename T>
+__global__ void k_16_to_f32(const T *__restrict__ y, float *__restrict__ x, size_t n) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    x[i] = kg_to_f<T>(y[i]);
+}
+
+int kg_cuda_16_to_f32(kg_cuda_impl *c, const void *y, float *x, size_t n) {
+  if (!n) return KG_OK;
+  KG_CUDA_DISPATCH16(c->wdtype, (k_16_to_f32<T16><<<grid_for(c, n, 256), 256, 0, c->ctx.stream>>>((const T16 *)y, x, n)));
+  KG_CUDA_LAUNCHED("16_to_f32");
+  return KG_OK;
+}
+
 __global__ void k_f32_to_f64(const float *__restrict__ x, double *__restrict__ y, size_t n) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     y[i] = (double)x[i];

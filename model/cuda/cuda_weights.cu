@@ -58,6 +58,7 @@ void kg_cuda_streaming_destroy(kg_cuda_impl *c) {
  * host array instead. */
 static int convert_upload(kg_cuda_impl *c, const float *host, size_t elems, void *dst, void *host16) {
   const size_t chunk = elems < UPLOAD_CHUNK_ELEMS ? elems : UPLOAD_CHUNK_ELEMS;
+  if (dst) KG_CUDA(cudaMemsetAsync(c->inexact, 0, sizeof(int), c->ctx.stream));
   KG_TRY(kg_cuda_scratch_reserve(c, &c->stage32, chunk * sizeof(float), "weight upload staging"));
   if (host16) KG_TRY(kg_cuda_scratch_reserve(c, &c->stage16, chunk * 2, "weight conversion staging"));
   for (size_t off = 0; off < elems; off += chunk) {
@@ -70,6 +71,7 @@ static int convert_upload(kg_cuda_impl *c, const float *host, size_t elems, void
       KG_CUDA(cudaMemcpyAsync((char *)host16 + off * 2, c->stage16.ptr, n * 2, cudaMemcpyDeviceToHost, c->ctx.stream));
     } else {
       KG_TRY(kg_cuda_f32_to_16(c, (const float *)c->stage32.ptr, (char *)dst + off * 2, n));
+      KG_TRY(kg_cuda_check_exact16(c, (const float *)c->stage32.ptr, (char *)dst + off * 2, n, c->inexact));
     }
   }
   if (host16) KG_CUDA(cudaStreamSynchronize(c->ctx.stream));
@@ -92,6 +94,15 @@ void kg_cuda_weight_release(kg_backend *be, kg_weight *w) {
   w->slot = 0;
 }
 
+/* w->exact from the flag of the conversions just queued (waits for them). */
+static int read_exact(kg_cuda_impl *c, kg_weight *w) {
+  int inexact = 1;
+  KG_CUDA(cudaMemcpyAsync(&inexact, c->inexact, sizeof(int), cudaMemcpyDeviceToHost, c->ctx.stream));
+  KG_CUDA(cudaStreamSynchronize(c->ctx.stream));
+  w->exact = !inexact;
+  return KG_OK;
+}
+
 int kg_cuda_weight_upload(kg_backend *be, kg_weight *w, const float *host, int rows, int cols) {
   kg_cuda_impl *c = kg_cuda_impl_of(be);
   KG_CUDA(cudaSetDevice(c->ctx.device));
@@ -105,8 +116,11 @@ int kg_cuda_weight_upload(kg_backend *be, kg_weight *w, const float *host, int r
   w->dtype = c->wdtype;
   if (!w->streamed) {
     if (!w->data && !(w->data = kg_cuda_dev_alloc(c, bytes, "weights"))) return kg_error_code();
-    return convert_upload(c, host, elems, w->data, NULL);
+    w->exact = 0;
+    KG_TRY(convert_upload(c, host, elems, w->data, NULL));
+    return read_exact(c, w);
   }
+  w->exact = 0;
   /* Streamed: refresh the pinned copy. Queued uploads may read it, and a
    * staged device copy would be stale. */
   KG_CUDA(cudaStreamSynchronize(c->copy_stream));
@@ -130,7 +144,21 @@ int kg_cuda_weight_refresh(kg_backend *be, kg_weight *w, const float *dev) {
   if (w->streamed || w->host || !w->data || w->dtype != c->wdtype)
     return kg_error(KG_ERR_UNSUPPORTED, "weight refresh of a streamed or unloaded weight");
   KG_CUDA(cudaSetDevice(c->ctx.device));
-  return kg_cuda_f32_to_16(c, dev, w->data, (size_t)w->rows * w->cols);
+  const size_t n = (size_t)w->rows * w->cols;
+  w->exact = 0;
+  KG_CUDA(cudaMemsetAsync(c->inexact, 0, sizeof(int), c->ctx.stream));
+  KG_TRY(kg_cuda_f32_to_16(c, dev, w->data, n));
+  KG_TRY(kg_cuda_check_exact16(c, dev, w->data, n, c->inexact));
+  return read_exact(c, w);
+}
+
+int kg_cuda_weight_widen(kg_backend *be, const kg_weight *w, float *dev) {
+  if (!kg_cuda_context_of(be)) return kg_error(KG_ERR_UNSUPPORTED, "weight widen needs the CUDA backend");
+  kg_cuda_impl *c = kg_cuda_impl_of(be);
+  if (w->streamed || w->host || !w->data || !w->exact || w->dtype != c->wdtype)
+    return kg_error(KG_ERR_UNSUPPORTED, "the device copy of this weight is not exact");
+  KG_CUDA(cudaSetDevice(c->ctx.device));
+  return kg_cuda_16_to_f32(c, w->data, dev, (size_t)w->rows * w->cols);
 }
 
 int kg_cuda_plan_weights(kg_backend *be, int n_blocks, int64_t block_elems, int64_t global_elems, size_t reserve_bytes,

@@ -30,16 +30,21 @@ typedef struct kg_cuda_context {
 /* The context of a CUDA backend, or NULL when `be` is another backend. */
 const kg_cuda_context *kg_cuda_context_of(const kg_backend *be);
 
-/* Turn CUDA/cuBLAS failures into kg_error codes (KG_ERR_DEVICE, or
- * KG_ERR_NOMEM for allocation failures) naming what failed. */
 /* Refreshes resident weight w (already uploaded, not streamed) from
  * rows * cols float32 values in device memory, with the rounding
- * weight_upload applies to host values, in order on the backend's stream;
- * dev must stay valid until that stream reaches the conversion. Returns
+ * weight_upload applies to host values, on the backend's stream; waits for
+ * it (it reads back whether the rounding was exact, w->exact). Returns
  * KG_ERR_UNSUPPORTED for a streamed or unloaded weight (upload from the host
  * then). */
 int kg_cuda_weight_refresh(kg_backend *be, kg_weight *w, const float *dev);
+/* dev[rows * cols] (device float32) = the resident 16-bit copy of w, widened,
+ * on the backend's stream: the master weights themselves when w->exact (the
+ * last upload or refresh lost nothing in the rounding). KG_ERR_UNSUPPORTED
+ * for an inexact, streamed or unloaded weight. */
+int kg_cuda_weight_widen(kg_backend *be, const kg_weight *w, float *dev);
 
+/* Turn CUDA/cuBLAS failures into kg_error codes (KG_ERR_DEVICE, or
+ * KG_ERR_NOMEM for allocation failures) naming what failed. */
 int kg_cuda_fail(cudaError_t e, const char *what, const char *file, int line);
 int kg_cublas_fail(cublasStatus_t s, const char *what, const char *file, int line);
 #define KG_CUDA(call)                                                                  \

@@ -14,6 +14,7 @@
    1% (stories260K; SmolLM2 when KG_SMOLLM2_GGUF names its GGUF)."""
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -219,9 +220,10 @@ def test_cuda_engine_budget_mode_matches_resident(dense, gpu, tmp_path):
     """With a memory budget the CUDA engine keeps the activations in pinned
     host memory (and the backend may stream blocks): the result must not
     change, since both paths round and compute the same way."""
-    a = prune(dense, tmp_path / "resident", "sparsegpt", ["--sparsity", "0.5"], backend="cuda")
+    a = prune(dense, tmp_path / "resident", "sparsegpt", ["--sparsity", "0.5"], backend="cuda",
+              extra=("--calib-batch", "4"))
     b = prune(dense, tmp_path / "budget", "sparsegpt", ["--sparsity", "0.5"], backend="cuda",
-              extra=("--gpu-memory-gb", "0.2"))
+              extra=("--gpu-memory-gb", "0.2", "--calib-batch", "4"))
     diff = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not diff, f"{len(diff)} linears differ, first {diff[0]}"
 
@@ -253,3 +255,43 @@ def test_cuda_profile_times_every_operation(gpu):
     assert calls["rope"] == 2 * attn and calls["swiglu"] == attn, calls
     assert abs(sum(ms.values()) - busy) < 0.01 * busy + 0.6, (ms, busy)
     assert 0 < busy <= span * 1.001, (busy, span)
+
+
+@pytest.mark.parametrize("method,args,min_agree", [("wanda", ["--sparsity", "0.5"], 0.99),
+                                                   ("sparsegpt", ["--sparsity", "0.5"], 0.97)])
+def test_cuda_16bit_hook_and_batches_match_float32_hook(dense, gpu, tmp_path, method, args, min_agree):
+    """The CUDA engine's statistics from the 16-bit activation path, several
+    samples to a forward, against the float32 path one sample at a time: the
+    linears read the same 16-bit values either way, so only roundings inside
+    attention and SwiGLU differ."""
+    f32 = prune(dense, tmp_path / "f32", method, args, backend="cuda", env={"KG_CALIB_ACT16": "0"},
+                extra=("--calib-batch", "1"))
+    h16 = prune(dense, tmp_path / "h16", method, args, backend="cuda", extra=("--calib-batch", "4"))
+    per_layer = [min(np.mean((f32[k] == 0) == (h16[k] == 0)) for k in f32 if k[0] == l)
+                 for l in sorted({k[0] for k in f32})]
+    p32, p16 = ppl(tmp_path / "f32", "cuda"), ppl(tmp_path / "h16", "cuda")
+    print(f"{method}: worst mask agreement per layer {' '.join(f'{a:.4f}' for a in per_layer)}, "
+          f"ppl float32 hook {p32:.4f}, 16-bit hook {p16:.4f}")
+    assert min(per_layer) >= min_agree
+    assert abs(p16 / p32 - 1) < 0.01
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_cuda_engine_reads_exact_masters_from_the_device(dense, gpu, tmp_path, method):
+    """A bf16 checkpoint's device copy is its master: the engine widens it
+    instead of uploading the host floats, and the result is bit for bit the
+    one the upload gives."""
+    run("prune", "--model", dense / "dense", "--method", "dense", "--dtype", "bf16", "--out", tmp_path / "bf16")
+    outs, widened = {}, {}
+    for mode in ("0", "1"):
+        out = tmp_path / f"exact{mode}"
+        proc = run("prune", "--model", tmp_path / "bf16", "--method", method, "--sparsity", "0.5", "--calib",
+            f"tokens:{dense / 'calib.npy'}", "--nsamples", NSAMPLES, "--seqlen", SEQLEN, "--out", out,
+            "--dtype", "f32", "--backend", "cuda", env={"KG_CC_EXACT_MASTER": mode})
+        outs[mode] = pruned_weights(out)
+        m = re.search(r"(\d+) of (\d+) masters read from exact device copies", proc.stderr)
+        assert m, proc.stderr[-2000:]
+        widened[mode] = (int(m.group(1)), int(m.group(2)))
+    assert widened["0"][0] == 0 and widened["1"][0] == widened["1"][1] > 0, widened
+    diff = [k for k in outs["0"] if not np.array_equal(outs["0"][k], outs["1"][k])]
+    assert not diff, f"{len(diff)} linears differ, first {diff[0]}"

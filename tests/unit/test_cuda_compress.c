@@ -229,6 +229,72 @@ static void test_stats(kg_cc *cc, int team_of_one, int64_t d, int64_t T) {
   kg_stats_free(&got);
 }
 
+/* kg_cc_stats_add16 on 16-bit inputs of each type against float64 sums of
+ * the same 16-bit values: every product is exact in fp32, so the Gram is off
+ * only by fp32 accumulation (a few ulps of sum |x_i x_j| per token); column
+ * norms are float64 sums of exact squares. A non-finite input is flagged. */
+static void test_stats16(kg_cc *cc, kg_dtype dtype, int64_t d, int64_t T) {
+  const int64_t samples = 2;
+  const char *tn = dtype == KG_DT_BF16 ? "bf16" : "fp16";
+  printf("---- 16-bit statistics (%s), width %lld, %lld tokens per sample\n", tn, (long long)d, (long long)T);
+  kg_cc_stats st, rec;
+  kg_linear_stats ref, got;
+  CHECK_OK(kg_cc_stats_init(cc, &st, d, 1));
+  CHECK_OK(kg_cc_stats_init(cc, &rec, d, 1));
+  CHECK_OK(kg_stats_init(&ref, d, 1));
+  CHECK_OK(kg_stats_init(&got, d, 1));
+  uint16_t *bits = xmalloc((size_t)(T * d) * 2);
+  for (int s = 0; s < samples; s++) {
+    float *x = activations(T, d, s == 1 ? 300.0f : 20.0f);
+    for (int64_t i = 0; i < T * d; i++) {
+      bits[i] = dtype == KG_DT_BF16 ? kg_f32_to_bf16(x[i]) : kg_f32_to_f16(x[i]);
+      x[i] = dtype == KG_DT_BF16 ? kg_bf16_to_f32(bits[i]) : kg_f16_to_f32(bits[i]);
+    }
+    void *dx = dev_copy(bits, (size_t)(T * d) * 2);
+    CHECK_OK(kg_cc_stats_add16(cc, &st, s == 0 ? &rec : NULL, dx, dtype, T, 1));
+    CHECK_OK(kg_stats_accumulate(&ref, x, T, 1));
+    CHECK_OK(kg_cc_sync(cc));
+    kg_cc_free(dx);
+    free(x);
+  }
+  CHECK_OK(kg_cc_check_finite(cc, "stats16"));
+  CHECK_OK(kg_cc_stats_download(cc, &st, &got));
+  double worst_g = 0, worst_n = 0;
+  for (int64_t i = 0; i < d; i++)
+    for (int64_t j = 0; j < d; j++) {
+      const double scale = sqrt(ref.gram[i * d + i] * ref.gram[j * d + j]);
+      worst_g = fmax(worst_g, fabs(got.gram[i * d + j] - ref.gram[i * d + j]) / scale);
+    }
+  for (int64_t j = 0; j < d; j++) worst_n = fmax(worst_n, fabs(got.sqnorm[j] - ref.sqnorm[j]) / ref.sqnorm[j]);
+  const double bound = (double)(samples * T) * ldexp(1.0, -23);
+  char name[96];
+  snprintf(name, sizeof name, "Gram from %s vs float64 of the same values", tn);
+  report(worst_g <= bound, name, "max |dG|/sqrt(Gii Gjj) = %.3g (bound %.3g)", worst_g, bound);
+  snprintf(name, sizeof name, "column norms from %s vs float64", tn);
+  report(worst_n <= 1e-12, name, "max relative error %.3g", worst_n);
+  kg_linear_stats got_rec;
+  CHECK_OK(kg_stats_init(&got_rec, d, 1));
+  CHECK_OK(kg_cc_stats_download(cc, &rec, &got_rec));
+  report(got_rec.n_samples == 1 && got.n_samples == samples && got.n_tokens == samples * T,
+         "16-bit stats: sample counts, recon takes its sample only", "%lld / %lld samples", (long long)got_rec.n_samples,
+         (long long)got.n_samples);
+  kg_stats_free(&got_rec);
+  /* an infinity must be reported, not summed */
+  for (int64_t i = 0; i < T * d; i++) bits[i] = 0;
+  bits[3] = dtype == KG_DT_BF16 ? 0x7f80 : 0x7c00;
+  void *dx = dev_copy(bits, (size_t)(T * d) * 2);
+  CHECK_OK(kg_cc_stats_add16(cc, &st, NULL, dx, dtype, T, 1));
+  const int rc = kg_cc_check_finite(cc, "stats16");
+  kg_error_clear();
+  report(rc == KG_ERR_NUMERIC, "16-bit stats flag an infinite input", "rc %d", rc);
+  kg_cc_free(dx);
+  free(bits);
+  kg_cc_stats_free(&st);
+  kg_cc_stats_free(&rec);
+  kg_stats_free(&ref);
+  kg_stats_free(&got);
+}
+
 /* Weights on a coarse grid, so equal scores (ties) are common. */
 static float *tied_weights(int64_t rows, int64_t cols) {
   float *w = xmalloc((size_t)(rows * cols) * sizeof(float));
@@ -570,6 +636,8 @@ int main(int argc, char **argv) {
   test_stats(cc, use_mpi, 203, 317);
   test_stats(cc, 0, 2050, 70);
   test_stats(cc, 0, 8200, 40);
+  test_stats16(cc, KG_DT_BF16, 203, 317);
+  test_stats16(cc, KG_DT_F16, 2050, 70);
   if (!use_mpi) printf("SKIP NCCL team of one (KG_TEST_NO_MPI)\n");
   test_masks(cc);
   const solve_case cases[] = {

@@ -16,6 +16,9 @@
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "model/model_internal.h"
+#ifdef KG_HAVE_CUDA
+#include "model/cuda/kg_cuda.h"
+#endif
 
 static kg_backend *gpu, *cpu;
 
@@ -287,6 +290,50 @@ static void check_cpu_head(const char *path) {
   kg_model_free(m);
 }
 
+#ifdef KG_HAVE_CUDA
+/* w->exact: set when the 16-bit copy holds the uploaded floats bit for bit,
+ * so kg_cuda_weight_widen can stand in for the host master; refused for any
+ * rounding. bf16 keeps floats whose low 16 bits are zero. */
+static void check_exact_weights(void) {
+  const int rows = 37, cols = 53;
+  const size_t n = (size_t)rows * cols;
+  float *host = malloc(n * sizeof(float)), *back = malloc(n * sizeof(float));
+  float *dev = gpu->ops->alloc(gpu, n * sizeof(float));
+  kg_weight w;
+  memset(&w, 0, sizeof(w));
+  w.group = -1;
+  for (size_t i = 0; i < n; i++) {
+    float v = ct_normal(1.0f);
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    b &= 0xffff0000u; /* on the bf16 grid */
+    memcpy(&host[i], &b, 4);
+  }
+  host[5] = -0.0f;
+  CHECK_OK(gpu->ops->weight_upload(gpu, &w, host, rows, cols));
+  ct_report("exact: bf16-grid weights are flagged exact", w.exact ? 0.0 : 1.0, 0.0, 0);
+  CHECK_OK(kg_cuda_weight_widen(gpu, &w, dev));
+  CHECK_OK(gpu->ops->to_host(gpu, back, dev, n * sizeof(float)));
+  ct_report("exact: widened copy equals the master bit for bit", memcmp(back, host, n * sizeof(float)) ? 1.0 : 0.0, 0.0, 0);
+  host[7] = nextafterf(host[7], 10.0f); /* one float off the grid */
+  CHECK_OK(gpu->ops->weight_upload(gpu, &w, host, rows, cols));
+  const int rc = kg_cuda_weight_widen(gpu, &w, dev);
+  kg_error_clear();
+  ct_report("exact: one rounded weight clears the flag, widen refuses", !w.exact && rc == KG_ERR_UNSUPPORTED ? 0.0 : 1.0,
+            0.0, 0);
+  host[7] = back[7];
+  CHECK_OK(gpu->ops->to_device(gpu, dev, host, n * sizeof(float)));
+  CHECK_OK(kg_cuda_weight_refresh(gpu, &w, dev));
+  ct_report("exact: a refresh from grid values sets it again", w.exact ? 0.0 : 1.0, 0.0, 0);
+  gpu->ops->weight_release(gpu, &w);
+  gpu->ops->release(gpu, dev);
+  free(host);
+  free(back);
+}
+#else
+static void check_exact_weights(void) {}
+#endif
+
 int main(void) {
   CHECK_OK(kg_cpu_backend_create(0, &cpu));
   ct_seed();
@@ -299,6 +346,7 @@ int main(void) {
     kg_backend_destroy(cpu);
     return rc ? rc : 77;
   }
+  check_exact_weights();
   compare_model(path, 256, 3);
   compare_model("synthetic:smollm2-135m,layers=6", 256, 2);
   compare_model("smollm2", 256, 2);

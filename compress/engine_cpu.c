@@ -18,6 +18,8 @@ typedef struct cpu_engine {
   size_t sample_floats;
   float *host_x;          /* host copy of a device hook input */
   size_t host_x_cap;
+  uint16_t *host16;       /* host copy of a 16-bit hook input */
+  size_t host16_cap;
   kg_linear_stats stats[KG_INPUT_COUNT];
   kg_linear_stats recon[KG_INPUT_COUNT];
   int with_gram;
@@ -56,6 +58,7 @@ static void cpu_destroy(kg_engine *e) {
   if (c->acts[1] != c->acts[0]) be->ops->release(be, c->acts[1]);
   be->ops->release(be, c->acts[0]);
   free(c->host_x);
+  free(c->host16);
   free(c->before);
   free(c->zeros);
   free(c);
@@ -104,23 +107,54 @@ static int cpu_stats_begin(kg_engine *e, const kg_stats_plan *plan) {
   return KG_OK;
 }
 
+/* Room for `bytes` in the host copy of a hook input. */
+static int host_room(cpu_engine *c, size_t bytes) {
+  if (bytes <= c->host_x_cap) return KG_OK;
+  float *grown = realloc(c->host_x, bytes);
+  if (!grown) return kg_error(KG_ERR_NOMEM, "out of memory copying activations");
+  c->host_x = grown;
+  c->host_x_cap = bytes;
+  return KG_OK;
+}
+
+static int accumulate(cpu_engine *c, kg_linear_input in, const float *hx, int64_t rows, int into_recon) {
+  KG_TRY(kg_stats_accumulate(&c->stats[in], hx, rows, 1));
+  if (into_recon && c->recon[in].d) KG_TRY(kg_stats_accumulate(&c->recon[in], hx, rows, 1));
+  return KG_OK;
+}
+
 static int cpu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon) {
   cpu_engine *c = cpu_of(e);
   const double t0 = kg_now();
   const float *hx = x;
   if (!c->host_activations) {
     const size_t bytes = (size_t)rows * c->stats[in].d * sizeof(float);
-    if (bytes > c->host_x_cap) {
-      float *grown = realloc(c->host_x, bytes);
-      if (!grown) return kg_error(KG_ERR_NOMEM, "out of memory copying activations");
-      c->host_x = grown;
-      c->host_x_cap = bytes;
-    }
+    KG_TRY(host_room(c, bytes));
     KG_TRY(e->m->be->ops->to_host(e->m->be, c->host_x, x, bytes));
     hx = c->host_x;
   }
-  KG_TRY(kg_stats_accumulate(&c->stats[in], hx, rows, 1));
-  if (into_recon && c->recon[in].d) KG_TRY(kg_stats_accumulate(&c->recon[in], hx, rows, 1));
+  KG_TRY(accumulate(c, in, hx, rows, into_recon));
+  c->stats_seconds += kg_now() - t0;
+  return KG_OK;
+}
+
+/* A 16-bit hook input (device memory of a backend with the 16-bit path). */
+static int cpu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows,
+                           int into_recon) {
+  cpu_engine *c = cpu_of(e);
+  const double t0 = kg_now();
+  const int64_t n = rows * c->stats[in].d;
+  KG_TRY(host_room(c, (size_t)n * sizeof(float)));
+  if ((size_t)n > c->host16_cap) {
+    uint16_t *grown = realloc(c->host16, (size_t)n * sizeof(uint16_t));
+    if (!grown) return kg_error(KG_ERR_NOMEM, "out of memory copying activations");
+    c->host16 = grown;
+    c->host16_cap = (size_t)n;
+  }
+  KG_TRY(e->m->be->ops->to_host(e->m->be, c->host16, x, (size_t)n * sizeof(uint16_t)));
+  for (int64_t i = 0; i < n; i++)
+    c->host_x[i] = dtype == KG_DT_F16 ? kg_f16_to_f32(c->host16[i]) : kg_bf16_to_f32(c->host16[i]);
+  KG_TRY(accumulate(c, in, c->host_x, rows, into_recon));
   c->stats_seconds += kg_now() - t0;
   return KG_OK;
 }
@@ -208,6 +242,7 @@ static const kg_engine_ops cpu_ops = {
     .acts_swap = cpu_acts_swap,
     .stats_begin = cpu_stats_begin,
     .stats_add = cpu_stats_add,
+    .stats_add16 = cpu_stats_add16,
     .stats_finish = cpu_stats_finish,
     .stats_allreduce = cpu_stats_allreduce,
     .stats_seconds = cpu_stats_seconds,

@@ -123,7 +123,7 @@ static void report_solve_times(const cuda_engine *c) {
 static void cu_destroy(kg_engine *e) {
   cuda_engine *c = cu_of(e);
   (void)cue_join_download(c);
-  cue_join_mask(c);
+  cue_masks_destroy(c);
   report_solve_times(c);
   if (c->have_xfer) {
     cc_xfer_destroy(&c->up);
@@ -144,8 +144,6 @@ static void cu_destroy(kg_engine *e) {
   kg_cc_free(c->dW0);
   kg_cc_free(c->dWork);
   kg_cc_free(c->dbits);
-  free(c->hbits[0]);
-  free(c->hbits[1]);
   for (int i = 0; i < c->cap_events; i++) cudaEventDestroy(c->events[i]);
   free(c->events);
   kg_cc_destroy(c->cc);

@@ -36,18 +36,9 @@ typedef struct cuda_engine {
   size_t w_cap, w0_cap, work_cap;
   uint32_t *dbits;        /* zero bitmask of a masked W (device) */
   size_t bits_cap;
-  /* A mask method's zeros reach the host master on a helper thread while
-   * the device goes on; two host bitmaps alternate between solves. */
-  uint32_t *hbits[2];
-  size_t hbits_cap[2];
-  int hbits_next;
-  pthread_t mask_thread;
-  int mask_active;
-  struct mask_job {
-    float *w;
-    const uint32_t *bits;
-    int64_t words;
-  } mask_job;
+  /* A mask method's zeros reach the host masters on one worker thread,
+   * queued, while the device goes on (engine_cuda_masters.c). */
+  struct cue_mask_queue *masks;
   int exact_masters;      /* read masters from exact 16-bit device copies (KG_CC_EXACT_MASTER) */
   int n_widened;          /* masters read back from the device instead of uploaded */
   double *host_scaler[KG_INPUT_COUNT];
@@ -103,12 +94,14 @@ int cue_xfer_finish(struct xfer_job *j, pthread_t t, int started, const char *wh
 int cue_copy_weights(cuda_engine *c, int upload, void *dst, const void *src, size_t bytes);
 /* Waits for the previous linear's download into its host master. */
 int cue_join_download(cuda_engine *c);
-/* Waits for the zeros of the last mask to reach its host master. */
+/* Waits until every queued mask has reached its host master. */
 void cue_join_mask(cuda_engine *c);
 int cue_sync_masters(kg_engine *e);
+/* Joins and frees the mask worker (cu_destroy). */
+void cue_masks_destroy(cuda_engine *c);
 /* Magnitude and Wanda only zero weights. */
 int cue_is_mask_method(kg_method_kind k);
-/* dW's zeros: counted into *zeros, applied to lin->w on a helper thread. */
+/* dW's zeros: counted into *zeros, queued for lin->w on the mask worker. */
 int cue_download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros);
 
 #endif

@@ -25,8 +25,25 @@ int cue_xfer_finish(struct xfer_job *j, pthread_t t, int started, const char *wh
   return KG_OK;
 }
 
-static void *mask_run(void *arg) {
-  const struct mask_job *j = arg;
+/* One zero bitmap on its way to a host master. */
+typedef struct mask_job {
+  float *w;
+  uint32_t *bits; /* owned by the job */
+  int64_t words;
+  struct mask_job *next;
+} mask_job;
+
+/* Jobs in order, applied by one long-lived worker: its OpenMP team stays
+ * warm, and the solves never wait for a mask unless sync_masters asks. */
+struct cue_mask_queue {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mask_job *head, *tail;
+  int busy, stop;
+  pthread_t thread;
+};
+
+static void apply_mask(const mask_job *j) {
   float *w = j->w;
 #pragma omp parallel for schedule(static) if (j->words >= 65536)
   for (int64_t i = 0; i < j->words; i++) {
@@ -37,19 +54,87 @@ static void *mask_run(void *arg) {
       b &= b - 1;
     }
   }
+}
+
+static void *mask_worker(void *arg) {
+  struct cue_mask_queue *q = arg;
+  pthread_mutex_lock(&q->mu);
+  for (;;) {
+    while (!q->head && !q->stop) pthread_cond_wait(&q->cv, &q->mu);
+    if (!q->head) break;
+    mask_job *j = q->head;
+    q->head = j->next;
+    if (!q->head) q->tail = NULL;
+    q->busy = 1;
+    pthread_mutex_unlock(&q->mu);
+    apply_mask(j);
+    free(j->bits);
+    free(j);
+    pthread_mutex_lock(&q->mu);
+    q->busy = 0;
+    pthread_cond_broadcast(&q->cv);
+  }
+  pthread_mutex_unlock(&q->mu);
   return NULL;
 }
 
-/* Waits for the zeros of the last mask to reach its host master. */
+/* Hands j to the worker (started on first use), or applies it here when no
+ * thread can be made. */
+static void post_mask(cuda_engine *c, mask_job *j) {
+  if (!c->masks) {
+    struct cue_mask_queue *q = calloc(1, sizeof(*q));
+    if (q) {
+      pthread_mutex_init(&q->mu, NULL);
+      pthread_cond_init(&q->cv, NULL);
+      if (pthread_create(&q->thread, NULL, mask_worker, q) == 0) {
+        c->masks = q;
+      } else {
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->cv);
+        free(q);
+      }
+    }
+  }
+  if (!c->masks) {
+    apply_mask(j);
+    free(j->bits);
+    free(j);
+    return;
+  }
+  struct cue_mask_queue *q = c->masks;
+  pthread_mutex_lock(&q->mu);
+  if (q->tail) q->tail->next = j;
+  else q->head = j;
+  q->tail = j;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
 void cue_join_mask(cuda_engine *c) {
-  if (!c->mask_active) return;
-  pthread_join(c->mask_thread, NULL);
-  c->mask_active = 0;
+  struct cue_mask_queue *q = c->masks;
+  if (!q) return;
+  pthread_mutex_lock(&q->mu);
+  while (q->head || q->busy) pthread_cond_wait(&q->cv, &q->mu);
+  pthread_mutex_unlock(&q->mu);
+}
+
+void cue_masks_destroy(cuda_engine *c) {
+  struct cue_mask_queue *q = c->masks;
+  if (!q) return;
+  cue_join_mask(c);
+  pthread_mutex_lock(&q->mu);
+  q->stop = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  pthread_join(q->thread, NULL);
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->cv);
+  free(q);
+  c->masks = NULL;
 }
 
 int cue_sync_masters(kg_engine *e) {
-  cuda_engine *c = cu_of(e);
-  cue_join_mask(c);
+  cue_join_mask(cu_of(e));
   return KG_OK;
 }
 
@@ -72,8 +157,7 @@ int cue_is_mask_method(kg_method_kind k) {
 }
 
 /* A mask method only zeroes weights: download the zero bitmask (32x less
- * traffic than the matrix), count it, and apply it to the host master on a
- * helper thread (joined by the next mask or sync_masters). */
+ * traffic than the matrix), count it, and queue it for the host master. */
 int cue_download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros) {
   const int64_t words = (n + 31) / 32;
   if ((size_t)words > c->bits_cap) {
@@ -83,27 +167,24 @@ int cue_download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros)
     KG_TRY(kg_cc_alloc((void **)&c->dbits, (size_t)words * sizeof(uint32_t), "a mask bitmap"));
     c->bits_cap = (size_t)words;
   }
-  /* The buffer alternates: the job two masks back, its last reader, has been joined. */
-  const int k = c->hbits_next;
-  if ((size_t)words > c->hbits_cap[k]) {
-    if (c->mask_active && c->mask_job.bits == c->hbits[k]) cue_join_mask(c);
-    free(c->hbits[k]);
-    c->hbits_cap[k] = 0;
-    if (!(c->hbits[k] = malloc((size_t)words * sizeof(uint32_t)))) return kg_error(KG_ERR_NOMEM, "out of memory");
-    c->hbits_cap[k] = (size_t)words;
+  mask_job *j = calloc(1, sizeof(*j));
+  uint32_t *bits = malloc((size_t)words * sizeof(uint32_t));
+  if (!j || !bits) {
+    free(j);
+    free(bits);
+    return kg_error(KG_ERR_NOMEM, "out of memory for a mask bitmap");
   }
-  uint32_t *bits = c->hbits[k];
-  KG_TRY(kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits));
-  KG_TRY(kg_cc_download(c->cc, bits, c->dbits, (size_t)words * sizeof(uint32_t)));
+  int rc = kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits);
+  if (rc >= 0) rc = kg_cc_download(c->cc, bits, c->dbits, (size_t)words * sizeof(uint32_t));
+  if (rc < 0) {
+    free(j);
+    free(bits);
+    return rc;
+  }
   int64_t z = 0;
   for (int64_t i = 0; i < words; i++) z += __builtin_popcount(bits[i]);
   *zeros = z;
-  cue_join_mask(c);
-  c->mask_job = (struct mask_job){lin->w, bits, words};
-  c->hbits_next ^= 1;
-  if (pthread_create(&c->mask_thread, NULL, mask_run, &c->mask_job) == 0)
-    c->mask_active = 1;
-  else
-    mask_run(&c->mask_job);
+  *j = (mask_job){lin->w, bits, words, NULL};
+  post_mask(c, j);
   return KG_OK;
 }

@@ -176,8 +176,12 @@ GPU_CASES = [("wanda", ["--sparsity", "0.5"], 0.99, 0.01), ("wanda", ["--pattern
 
 @pytest.mark.parametrize("method,args,min_agree,ppl_tol", GPU_CASES, ids=[f"{c[0]}-{'-'.join(c[1])}" for c in GPU_CASES])
 def test_cuda_engine_matches_host_engine(dense, gpu, tmp_path, method, args, min_agree, ppl_tol):
-    host = prune(dense, tmp_path / "host", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cpu"})
-    dev = prune(dense, tmp_path / "dev", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cuda"})
+    # The same samples a forward for both: a batch of another size changes
+    # the GEMMs' rounding, which on this tiny model moves 2:4 results by
+    # percents (seen: Wanda 2:4 ppl 61.4 at 1 a forward vs 63.5 at 6).
+    batch = ("--calib-batch", "3")
+    host = prune(dense, tmp_path / "host", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cpu"}, extra=batch)
+    dev = prune(dense, tmp_path / "dev", method, args, backend="cuda", env={"KG_COMPRESS_ENGINE": "cuda"}, extra=batch)
     layers = sorted({k[0] for k in host})
     per_layer = [min(np.mean((host[k] == 0) == (dev[k] == 0)) for k in host if k[0] == l) for l in layers]
     agree = min(per_layer)

@@ -69,6 +69,20 @@ __global__ void k_unpack16(const __half *__restrict__ in, int64_t n, const float
     x[i] = __half2float(in[i]) * inv;
 }
 
+/* The end of a column-sums block (32, 8): the 8 row partials of each column
+ * into partial[chunk, col], in a fixed order; the bad flag raised. */
+__device__ __forceinline__ void stats_rows_finish(double acc, int bad, int col, int d, double *partial, int *flags) {
+  __shared__ double part[8][33];
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < d) {
+    double t = 0.0;
+    for (int k = 0; k < 8; k++) t += part[k][threadIdx.x];
+    partial[(int64_t)blockIdx.y * d + col] = t;
+  }
+  if (bad) flags[0] = 1;
+}
+
 /* One pass over x [rows, d]: partial sums of x^2 per chunk of rows (float64,
  * exact products) and, when xh != NULL, the scaled fp16 copy. Block (32, 8):
  * a warp reads 32 consecutive columns of a row. */
@@ -88,15 +102,7 @@ __global__ void k_stats_rows(const float *__restrict__ x, int64_t rows, int d, c
       if (xh) xh[r * d + col] = __float2half_rn(v * s);
     }
   }
-  __shared__ double part[8][33];
-  part[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && col < d) {
-    double t = 0.0;
-    for (int k = 0; k < 8; k++) t += part[k][threadIdx.x];
-    partial[(int64_t)blockIdx.y * d + col] = t;
-  }
-  if (bad) flags[0] = 1;
+  stats_rows_finish(acc, bad, col, d, partial, flags);
   if (alpha_beta && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0) {
     alpha_beta[0] = 1.0f / (s * s); /* a power of two: exact */
     alpha_beta[1] = 1.0f;
@@ -278,15 +284,7 @@ __global__ void k_stats_rows16(const T16 *__restrict__ x, int64_t rows, int d, d
       if (!(fabsf(v) < CC_AMAX_LIMIT)) bad = 1;
     }
   }
-  __shared__ double part[8][33];
-  part[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && col < d) {
-    double t = 0.0;
-    for (int k = 0; k < 8; k++) t += part[k][threadIdx.x];
-    partial[(int64_t)blockIdx.y * d + col] = t;
-  }
-  if (bad) flags[0] = 1;
+  stats_rows_finish(acc, bad, col, d, partial, flags);
   if (alpha_beta && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0) {
     alpha_beta[0] = 1.0f;
     alpha_beta[1] = 1.0f;

@@ -16,13 +16,14 @@ static const char usage[] =
     "  --dataset D       wikitext2 (default), c4, tinystories, or file:PATH (.txt or .jsonl)\n"
     "  --seqlen N        window length (default 2048)\n"
     "  --max-windows N   score only the first N windows\n"
-    "  --batch N         windows per forward pass (default 1)\n"
+    "  --batch N         windows per forward pass (default: the backend's choice,\n"
+    "                    8192 tokens on a GPU, 1 window on the CPU)\n"
     "  --json            print the result as JSON\n";
 
 int kg_cmd_ppl(int argc, char **argv) {
   kg_cli_model_opts mo = {0};
   const char *dataset = "wikitext2";
-  long long seqlen = 2048, max_windows = 0, batch = 1;
+  long long seqlen = 2048, max_windows = 0, batch = 0;
   int json = 0;
   if (kg_cli_wants_help(argc, argv)) {
     fputs(usage, stdout);
@@ -42,7 +43,7 @@ int kg_cmd_ppl(int argc, char **argv) {
     if (!strcmp(a, "--dataset")) dataset = v;
     else if (!strcmp(a, "--seqlen")) { if (kg_cli_parse_int("ppl", a, v, 2, 1 << 20, &seqlen)) return 2; }
     else if (!strcmp(a, "--max-windows")) { if (kg_cli_parse_int("ppl", a, v, 0, 1 << 30, &max_windows)) return 2; }
-    else if (!strcmp(a, "--batch")) { if (kg_cli_parse_int("ppl", a, v, 1, 4096, &batch)) return 2; }
+    else if (!strcmp(a, "--batch")) { if (kg_cli_parse_int("ppl", a, v, 0, 4096, &batch)) return 2; }
     else return kg_cli_usage_error("ppl", "unknown option %s", a);
   }
   if (!mo.model) return kg_cli_usage_error("ppl", "--model is required");

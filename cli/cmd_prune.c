@@ -197,7 +197,7 @@ int kg_cmd_prune(int argc, char **argv) {
   }
   if (ppl_dataset) {
     kg_ppl_result pr;
-    if (kg_perplexity_dataset(m, tok, ppl_dataset, (int)(ppl_seqlen ? ppl_seqlen : cs.seqlen), 0, 1, &pr) < 0) goto fail;
+    if (kg_perplexity_dataset(m, tok, ppl_dataset, (int)(ppl_seqlen ? ppl_seqlen : cs.seqlen), 0, 0, &pr) < 0) goto fail;
     ppl_value = pr.ppl;
     printf("perplexity         %.4f (%s, seqlen %d, %lld windows)\n", pr.ppl, ppl_dataset, pr.seqlen,
            (long long)pr.windows);

@@ -22,7 +22,7 @@ int kg_perplexity_tokens(kg_model *m, const int32_t *tokens, int64_t n, int seql
   if (max_windows > 0 && windows > max_windows) windows = max_windows;
   if (windows == 0)
     return kg_error(KG_ERR_ARG, "the text has %lld tokens, fewer than one window of %d", (long long)n, seqlen);
-  if (batch <= 0) batch = 1;
+  if (batch <= 0) batch = kg_model_preferred_batch(m, seqlen);
   if (batch > windows) batch = (int)windows;
   if (!(nll = malloc((size_t)batch * seqlen * sizeof(double)))) return kg_error(KG_ERR_NOMEM, "out of memory");
   double sum_of_means = 0.0;

@@ -22,7 +22,7 @@ typedef struct kg_ppl_result {
 } kg_ppl_result;
 
 /* Scores tokens[n] in windows of seqlen, at most max_windows (<= 0: all),
- * `batch` windows per forward pass (<= 0: 1). */
+ * `batch` windows per forward pass (<= 0: kg_model_preferred_batch). */
 int kg_perplexity_tokens(kg_model *m, const int32_t *tokens, int64_t n, int seqlen, int max_windows, int batch,
                          kg_ppl_result *res);
 

@@ -146,6 +146,7 @@ struct kg_backend {
   int n_threads;
   void *impl;
   kg_dtype act16;  /* element type of the 16-bit activation path (KG_DT_BF16 or KG_DT_F16) */
+  int64_t preferred_rows; /* tokens a forward pass runs best at (0: no preference, one sequence) */
 };
 
 /* The CPU backend; n_threads <= 0 uses all cores. Caller owns the result

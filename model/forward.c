@@ -238,6 +238,12 @@ int kg_model_block_forward(kg_model *m, int layer, float *x, int n_seq, int T, k
 
 int kg_model_has_act16(const kg_model *m) { return has_act16(m); }
 
+int kg_model_preferred_batch(const kg_model *m, int T) {
+  const int64_t rows = m->be->preferred_rows;
+  if (rows <= 0 || T <= 0 || T >= rows) return 1;
+  return (int)(rows / T);
+}
+
 int kg_model_block_forward16(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook16 hook, void *ctx) {
   if (layer < 0 || layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch");

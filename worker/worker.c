@@ -278,7 +278,7 @@ static int evaluate_cell(kg_worker *w, const kg_sweep_cell *cell, kg_model *m, c
     token_cache *tc = &w->ppl_tokens[i];
     KG_TRY(dataset_tokens(w, tc, p->dataset, p->seqlen));
     kg_ppl_result pr;
-    KG_TRY(kg_perplexity_tokens(m, tc->tokens, tc->n, p->seqlen, p->max_windows, 1, &pr));
+    KG_TRY(kg_perplexity_tokens(m, tc->tokens, tc->n, p->seqlen, p->max_windows, 0, &pr));
     int64_t at = (int64_t)i;
     KG_TRY(put(o, KG_VAR_PPL, 1, &at, pr.ppl));
     kg_info("  ppl %s (seqlen %d): %.4f", p->dataset, p->seqlen, pr.ppl);

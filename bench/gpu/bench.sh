@@ -19,8 +19,8 @@
 # $OUT/results.jsonl, and the table is printed from whatever is there.
 # Environment: see bench/gpu/common.sh (KG_BUILD_DIR, KG_DEPS_PREFIX,
 # KG_DATA_DIR, OUT); KG_BENCH_TIMEOUT caps each command (default 900 s);
-# KG_BENCH_PPL_BATCH windows per forward in the perplexity pass (default 1,
-# the reference's); KG_BENCH_PRUNE_ARGS extra `kickgrid prune` arguments.
+# KG_BENCH_PPL_BATCH windows per forward in the perplexity pass (default 0:
+# kickgrid's choice, 8192 tokens a forward on a GPU; 1 is the reference's); KG_BENCH_PRUNE_ARGS extra `kickgrid prune` arguments.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
@@ -80,7 +80,7 @@ for mk in ${models//,/ }; do
     log=$OUT/ppl_$mk.log
     kg_memwatch_start "ppl_$mk"
     timeout "$tmo" "$K" ppl --model "$spec" --backend cuda --dataset wikitext2 --seqlen 4096 --max-windows "$windows" \
-      --batch "${KG_BENCH_PPL_BATCH:-1}" --json > "$log" 2>&1
+      --batch "${KG_BENCH_PPL_BATCH:-0}" --json > "$log" 2>&1
     rc=$?; peak=$(kg_memwatch_stop)
     line=$(grep '^{' "$log" | tail -1)
     if [ $rc = 0 ] && [ -n "$line" ]; then

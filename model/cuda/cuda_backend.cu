@@ -11,6 +11,10 @@
 
 /* cuBLAS workspace: Hopper kernels want 32 MiB for their best algorithms. */
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+/* Tokens a forward pass runs best at: on an H100 the LLaMA-2-7B perplexity
+ * pass at 4096 tokens a window took 8.89 s at two windows a forward, 9.06 s
+ * at one (bench/NOTES.md). */
+#define KG_CUDA_PREFERRED_ROWS 8192
 
 extern "C" int kg_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
   cudaGetLastError(); /* clear a non-sticky error so later calls can go on */
@@ -122,6 +126,8 @@ static int cu_synchronize(kg_backend *be) {
 static int cu_set_budget(kg_backend *be, size_t bytes) {
   kg_cuda_impl *c = kg_cuda_impl_of(be);
   c->ctx.memory_budget_bytes = bytes;
+  /* Under a budget every token of workspace is a token less for weights. */
+  be->preferred_rows = bytes ? 0 : KG_CUDA_PREFERRED_ROWS;
   if (bytes && c->used > bytes)
     kg_warn("CUDA memory budget %.2f GiB is below the %.2f GiB already in use", (double)bytes / (1 << 30),
             (double)c->used / (1 << 30));
@@ -146,15 +152,7 @@ static int gemm(kg_cuda_impl *c, const kg_weight *w, const void *x16, int64_t n,
                 float beta) {
   if (n <= 0) return KG_OK;
   if (n > INT32_MAX) return kg_error(KG_ERR_ARG, "linear over %lld rows is too large", (long long)n);
-  const float alpha = 1.0f;
-  const cudaDataType_t t16 = cuda_type16(c);
-  /* Row-major y^T = W x^T is column-major y = op(W) x: W is [cols x rows]
-   * column-major, transposed; x is [cols x n] column-major. */
-  const int pair = kg_cuda_profile_begin(c, KG_PROF_GEMM);
-  KG_CUBLAS(cublasGemmEx(c->ctx.cublas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, (int)n, w->cols, &alpha, w->data, t16,
-                         w->cols, x16, t16, w->cols, &beta, y, ytype, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  kg_cuda_profile_end(c, pair);
-  return KG_OK;
+  return kg_cuda_gemm(c, w->data, w->rows, w->cols, x16, n, y, ytype, beta);
 }
 
 static int cu_linear(kg_backend *be, const kg_weight *w, const float *x, int64_t n, float *y) {
@@ -393,6 +391,7 @@ static void cu_destroy(kg_backend *be) {
     cudaSetDevice(c->ctx.device);
     if (c->ctx.stream) cudaStreamSynchronize(c->ctx.stream);
     kg_cuda_profile_report(c);
+    kg_cuda_gemm_destroy(c);
     kg_cuda_streaming_destroy(c);
     kg_cuda_scratch *scr[] = {&c->cast, &c->stage32, &c->stage16, &c->small, &c->gram};
     for (size_t i = 0; i < sizeof(scr) / sizeof(scr[0]); i++) kg_cuda_dev_free(c, scr[i]->ptr);
@@ -489,6 +488,7 @@ extern "C" int kg_cuda_backend_create(int device, kg_backend **out) {
   be->impl = c;
   be->n_threads = 1;
   be->act16 = wdtype;
+  be->preferred_rows = KG_CUDA_PREFERRED_ROWS;
   int rc = c->sizes ? create_impl(c, be) : kg_error(KG_ERR_NOMEM, "out of memory creating the CUDA backend");
   if (rc < 0) {
     kg_error_context("CUDA device %d: ", device);

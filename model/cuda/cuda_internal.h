@@ -29,6 +29,7 @@ enum {
   KG_PROF_EMBED, KG_PROF_CAST, KG_PROF_COPY, KG_PROF_KINDS
 };
 struct kg_cuda_profile;
+struct kg_cuda_gemms;
 
 /* A grow-only device scratch buffer. */
 struct kg_cuda_scratch {
@@ -54,6 +55,7 @@ struct kg_cuda_impl {
   int *inexact;                  /* device flag of kg_cuda_check_exact16 */
   int sm_count;
   kg_cuda_profile *profile;      /* NULL unless KG_CUDA_PROFILE is set */
+  kg_cuda_gemms *gemms;          /* GEMM plans by shape (cuda_gemm.cu); NULL until the first */
 };
 
 /* Rope frequencies by value: kernels get them as a parameter (no upload). */
@@ -75,6 +77,14 @@ void *kg_cuda_dev_alloc(kg_cuda_impl *c, size_t bytes, const char *what);
 void kg_cuda_dev_free(kg_cuda_impl *c, void *p);
 /* Makes s hold at least `bytes` (contents are not kept). */
 int kg_cuda_scratch_reserve(kg_cuda_impl *c, kg_cuda_scratch *s, size_t bytes, const char *what);
+
+/* ---- GEMMs (cuda_gemm.cu) ---- */
+/* Column-major y[rows x n] = beta y + op_T(W) x16 (row-major y[n, rows] =
+ * x[n, cols] W^T), 16-bit W [rows, cols] and x16 of the backend's type,
+ * float32 accumulation, y of ytype; the algorithm is planned per shape. */
+int kg_cuda_gemm(kg_cuda_impl *c, const void *W, int rows, int cols, const void *x16, int64_t n, void *y,
+                 cudaDataType_t ytype, float beta);
+void kg_cuda_gemm_destroy(kg_cuda_impl *c);
 
 /* ---- kernels (cuda_kernels.cu, cuda_attention.cu, cuda_head.cu) ---- */
 int kg_cuda_f32_to_16(kg_cuda_impl *c, const float *x, void *y, size_t n);

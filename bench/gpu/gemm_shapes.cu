@@ -1,0 +1,145 @@
+// The GEMMs of a LLaMA-2-7B forward at the shapes kickgrid issues them, each
+// timed three ways: cublasGemmEx with the default algorithm (what the
+// backend calls), cuBLASLt's first heuristic choice, and the fastest of its
+// top candidates (what an autotuner would pick). Also the fused and batched
+// forms of q/k/v and gate/up, and the float32 residual-accumulating outputs
+// of o/down against 16-bit outputs, so the table says which change to the
+// backend's GEMMs would pay.
+//
+// Layout as in model/cuda/cuda_backend.cu: y[n, rows] = x[n, cols] W^T with
+// row-major W [rows, cols], i.e. column-major C[rows x n] = op_T(A) B.
+// Build: nvcc -O3 -arch=sm_90 -o gemm_shapes gemm_shapes.cu -lcublasLt -lcublas
+// Usage: gemm_shapes [tokens ...]   (default 4096 8192)
+#include <cublasLt.h>
+
+#include <cstring>
+#include <string>
+
+#include "bench_cuda.cuh"
+
+struct shape {
+  const char *name;
+  int rows, cols, batch; /* batch > 1: strided batched over `batch` weights */
+  bool f32_out, accumulate;
+};
+
+struct lt_result {
+  double first_ms, best_ms;
+  int candidates, best_index;
+};
+
+static lt_result time_lt(cublasLtHandle_t lt, const shape &s, int n, void *W, void *X, void *Y, void *ws,
+                         size_t ws_bytes) {
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  CHECK_OK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
+  CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr)));
+  CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt)));
+  const cudaDataType ct = s.f32_out ? CUDA_R_32F : CUDA_R_16BF;
+  CHECK_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, s.cols, s.rows, s.cols));
+  CHECK_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, s.cols, n, s.cols));
+  CHECK_OK(cublasLtMatrixLayoutCreate(&lc, ct, s.rows, n, s.rows));
+  if (s.batch > 1) {
+    const int32_t b = s.batch;
+    const int64_t sa = (int64_t)s.rows * s.cols, sb = 0, sc = (int64_t)s.rows * n;
+    for (auto *l : {&la, &lb, &lc})
+      CHECK_OK(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b, sizeof(b)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof(sa)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof(sb)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof(sc)));
+  }
+  cublasLtMatmulPreference_t pref;
+  CHECK_OK(cublasLtMatmulPreferenceCreate(&pref));
+  CHECK_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t cand[16];
+  int found = 0;
+  CHECK_OK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, cand, &found));
+  const float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
+  lt_result r = {0, 1e30, found, -1};
+  for (int i = 0; i < found; i++) {
+    const double ms = median_ms([&] {
+      CHECK_OK(cublasLtMatmul(lt, op, &one, W, la, X, lb, &beta, Y, lc, Y, lc, &cand[i].algo, ws, ws_bytes, 0));
+    }, 2, 7);
+    if (i == 0) r.first_ms = ms;
+    if (ms < r.best_ms) r.best_ms = ms, r.best_index = i;
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(op);
+  return r;
+}
+
+static double time_gemmex(cublasHandle_t h, const shape &s, int n, void *W, void *X, void *Y) {
+  const float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
+  const cudaDataType ct = s.f32_out ? CUDA_R_32F : CUDA_R_16BF;
+  return median_ms([&] {
+    if (s.batch > 1)
+      CHECK_OK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, s.rows, n, s.cols, &one, W, CUDA_R_16BF, s.cols,
+                                          (long long)s.rows * s.cols, X, CUDA_R_16BF, s.cols, 0, &beta, Y, ct, s.rows,
+                                          (long long)s.rows * n, s.batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    else
+      CHECK_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, s.rows, n, s.cols, &one, W, CUDA_R_16BF, s.cols, X,
+                            CUDA_R_16BF, s.cols, &beta, Y, ct, s.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }, 3, 9);
+}
+
+int main(int argc, char **argv) {
+  std::vector<int> tokens;
+  for (int i = 1; i < argc; i++) tokens.push_back(std::atoi(argv[i]));
+  if (tokens.empty()) tokens = {4096, 8192};
+  const shape shapes[] = {
+      {"q/k/v (bf16 out)", 4096, 4096, 1, false, false},
+      {"q/k/v as one batched GEMM of 3", 4096, 4096, 3, false, false},
+      {"q|k|v fused weight", 12288, 4096, 1, false, false},
+      {"o (fp32 out, += residual)", 4096, 4096, 1, true, true},
+      {"o (bf16 out)", 4096, 4096, 1, false, false},
+      {"gate/up (bf16 out)", 11008, 4096, 1, false, false},
+      {"gate/up as one batched GEMM of 2", 11008, 4096, 2, false, false},
+      {"gate|up fused weight", 22016, 4096, 1, false, false},
+      {"down (fp32 out, += residual)", 4096, 11008, 1, true, true},
+      {"down (bf16 out)", 4096, 11008, 1, false, false},
+      {"lm_head (fp32 out)", 32000, 4096, 1, true, false},
+  };
+  cublasHandle_t h;
+  cublasLtHandle_t lt;
+  CHECK_OK(cublasCreate(&h));
+  CHECK_OK(cublasLtCreate(&lt));
+  const size_t ws_bytes = (size_t)64 << 20;
+  void *ws;
+  CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
+  CHECK_OK(cublasSetWorkspace(h, ws, ws_bytes));
+  cudaDeviceProp p;
+  CHECK_CUDA(cudaGetDeviceProperties(&p, 0));
+  std::printf("device %s\n", p.name);
+  std::printf("%-34s %6s %9s %9s %9s %9s %6s  %s\n", "GEMM", "tokens", "GemmEx", "Lt first", "Lt best", "TFLOP/s",
+              "gain", "candidates");
+  for (int n : tokens) {
+    for (const shape &s : shapes) {
+      const size_t wn = (size_t)s.rows * s.cols * s.batch, xn = (size_t)n * s.cols,
+                   yn = (size_t)n * s.rows * s.batch;
+      void *W, *X, *Y;
+      CHECK_CUDA(cudaMalloc(&W, wn * 2));
+      CHECK_CUDA(cudaMalloc(&X, xn * 2));
+      CHECK_CUDA(cudaMalloc(&Y, yn * (s.f32_out ? 4 : 2)));
+      fill_any(W, wn, CUDA_R_16BF);
+      fill_any(X, xn, CUDA_R_16BF);
+      CHECK_CUDA(cudaMemset(Y, 0, yn * (s.f32_out ? 4 : 2)));
+      const double ex = time_gemmex(h, s, n, W, X, Y);
+      const lt_result r = time_lt(lt, s, n, W, X, Y, ws, ws_bytes);
+      const double flop = 2.0 * s.rows * (double)s.cols * n * s.batch;
+      std::printf("%-34s %6d %8.3fms %8.3fms %8.3fms %9.1f %5.1f%%  %d (best #%d)\n", s.name, n, ex, r.first_ms,
+                  r.best_ms, flop / (std::min(ex, r.best_ms) * 1e-3) / 1e12, 100.0 * (ex - r.best_ms) / ex,
+                  r.candidates, r.best_index);
+      cudaFree(W);
+      cudaFree(X);
+      cudaFree(Y);
+    }
+  }
+  cublasLtDestroy(lt);
+  cublasDestroy(h);
+  return 0;
+}

@@ -452,13 +452,19 @@ static int launch_flash_cfg(kg_cuda_impl *c, const kg_attention_args *a, const k
  * tiles; 5-7 = two 16-row tiles per warp (128 query rows per CTA): 5 =
  * queries from shared memory, 64-key tiles; 6 = from shared memory, 32-key
  * tiles; 7 = registers, 32-key tiles; 8 = as 5 with 8 warps (256 query rows
- * per CTA). Unset: 5 when its CTAs fill the device at least twice over,
+ * per CTA); 9, 10: the sm_90a wgmma kernel (hopper/attention_wgmma.cu), tried
+ * first when unset. Unset otherwise: 5 when its CTAs fill the device at least twice over,
  * else 0. On an H100, 5 takes 0.596 ms per LLaMA-2-7B layer at 4096 tokens
  * against 0.694 for 0, but 0.062 ms against 0.047 for SmolLM2's 9 heads at
  * 2048 tokens (144 CTAs of 128 rows on 132 SMs); bench/NOTES.md. */
-static int attn_variant(const kg_cuda_impl *c, const kg_attention_args *a) {
+static int env_variant(void) {
   const char *v = getenv("KG_CUDA_ATTN_VARIANT");
-  if (v && *v) return atoi(v);
+  return v && *v ? atoi(v) : -1;
+}
+
+static int attn_variant(const kg_cuda_impl *c, const kg_attention_args *a) {
+  const int v = env_variant();
+  if (v >= 0) return v;
   const int64_t ctas = (int64_t)a->n_seq * a->n_heads * ((a->T + 127) / 128);
   return ctas >= 4LL * c->sm_count ? 5 : 0; /* two CTAs of variant 5 fit an SM */
 }
@@ -483,6 +489,15 @@ static int attention_typed(kg_cuda_impl *c, const kg_attention_args *a, const kg
   /* Tensor cores once a query tile is reasonably full; decode-sized blocks
    * would waste most of a 64-row tile. */
   if (a->T >= 16) {
+#ifdef KG_HAVE_HOPPER_ATTENTION
+    /* 9 and 10: the wgmma kernel with 64- and 128-key tiles (10 unless
+     * another variant is asked for), where the device and shape allow. */
+    const int v = env_variant();
+    if (sizeof(TIo) == 2 && (v < 0 || v == 9 || v == 10)) {
+      const int rc = kg_cuda_attention_wgmma(c, a, &p, v == 9 ? 64 : 128);
+      if (rc != KG_ERR_UNSUPPORTED) return rc;
+    }
+#endif
     switch (a->head_dim) {
     case 64: return launch_flash<T16, 64, TIo, TIo>(c, a, p);
     case 96: return launch_flash<T16, 96, TIo, TIo>(c, a, p);

@@ -54,6 +54,7 @@ struct kg_cuda_impl {
   kg_cuda_scratch gram;          /* gram_accumulate */
   int *inexact;                  /* device flag of kg_cuda_check_exact16 */
   int sm_count;
+  int wgmma_state;               /* sm_90a attention (hopper/): 0 unknown, 1 runs, 2 does not */
   kg_cuda_profile *profile;      /* NULL unless KG_CUDA_PROFILE is set */
   kg_cuda_gemms *gemms;          /* GEMM plans by shape (cuda_gemm.cu); NULL until the first */
 };
@@ -105,6 +106,10 @@ int kg_cuda_colsq(kg_cuda_impl *c, const float *x, int64_t n, int d, double *dco
 int kg_cuda_f32_to_f64(kg_cuda_impl *c, const float *x, double *y, size_t n);
 /* in16: q/k/v/out are 16-bit (wdtype) rather than float32 */
 int kg_cuda_attention(kg_cuda_impl *c, const kg_attention_args *a, int in16);
+/* The same on Hopper's warpgroup tensor cores (hopper/attention_wgmma.cu),
+ * BN keys per tile (64 or 128): bf16, head_dim 64 or 128, a 9.0 device and
+ * a build with sm_90a code; KG_ERR_UNSUPPORTED (no kg_error) otherwise. */
+int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn);
 /* Per-row results into device arrays (dnll [n]; djs [n], dargp/dargq [n]). */
 int kg_cuda_row_nll(kg_cuda_impl *c, const float *logits, int64_t n, int vocab, const int32_t *dtargets, double *dnll);
 int kg_cuda_row_js(kg_cuda_impl *c, const float *p, const float *q, int64_t n, int vocab, double *djs, int32_t *dargp,

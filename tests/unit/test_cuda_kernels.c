@@ -468,8 +468,10 @@ int main(void) {
   check_linear(300, 256, 512);
   check_linear(64, 1000, 37);
   check_linear(513, 576, 1536);
-  /* attention: flash (T >= 16, head_dim 64/96/128) and the warp kernel (decode, other sizes) */
-  for (attn_variant = 0; attn_variant <= 8; attn_variant++) {
+  /* attention: flash (T >= 16, head_dim 64/96/128), the sm_90a wgmma kernel
+   * (9, 10: 16-bit, head_dim 64/128 on a 9.0 device; the others fall back)
+   * and the warp kernel (decode, other sizes) */
+  for (attn_variant = 0; attn_variant <= 10; attn_variant++) {
     char v[16];
     snprintf(v, sizeof(v), "%d", attn_variant);
     setenv("KG_CUDA_ATTN_VARIANT", v, 1);
@@ -482,6 +484,7 @@ int main(void) {
   }
   unsetenv("KG_CUDA_ATTN_VARIANT");
   attn_variant = -1;
+  check_attention(2, 200, 0, 200, 8, 2, 128); /* the default choice */
   check_attention(3, 1, 57, 64, 4, 1, 128);
   check_attention(2, 1, 0, 8, 8, 2, 64);
   check_attention(2, 3, 10, 16, 4, 4, 64);

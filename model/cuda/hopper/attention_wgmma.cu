@@ -1,0 +1,337 @@
+/* Causal attention with GQA on Hopper's warpgroup tensor cores (wgmma,
+ * sm_90a), for bf16 q/k/v/out. The mma.sync kernel in ../cuda_attention.cu
+ * reaches about 230 TFLOP/s on an H100 at 4096 tokens, head_dim 128; wgmma
+ * issues a 64 x N x 16 product per warpgroup straight from shared memory,
+ * which mma.sync has no way to.
+ *
+ * One CTA of two warpgroups per (sequence, head, 128 query rows); each
+ * warpgroup owns 64 rows. Q, and double-buffered K and V tiles of BN keys,
+ * sit in shared memory in the 128-byte swizzled layout wgmma reads (panels of
+ * 64 columns, 16-byte chunk c of row r stored at chunk c ^ (r % 8)), filled
+ * with cp.async. S = Q K^T reads both from shared memory; the online softmax
+ * runs on S in registers, whose layout is that of wgmma's register A
+ * operand, so P feeds O += P V without leaving registers (V is read
+ * transposed, N-major). Validated against the CPU backend like every kernel
+ * (tests/unit/test_cuda_kernels.c).
+ *
+ * Compiled for sm_90a only (its own object library, model/CMakeLists.txt);
+ * kg_cuda_attention_wgmma reports KG_ERR_UNSUPPORTED where it cannot run,
+ * and the caller takes the mma.sync kernel. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "model/cuda/cuda_internal.h"
+#include "model/cuda/cuda_types.cuh"
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define KG_HAVE_WGMMA_DEVICE 1
+#endif
+
+template <int D, int BN> struct wg_cfg {
+  static constexpr int BM = 128, THREADS = 256, PANELS = D / 64;
+  static constexpr int Q_PANEL = BM * 128, KV_PANEL = BN * 128; /* bytes: rows of 128 B */
+  static constexpr int Q_BYTES = PANELS * Q_PANEL, KV_BYTES = PANELS * KV_PANEL;
+  static constexpr int SMEM = Q_BYTES + 4 * KV_BYTES + 1024; /* K and V double-buffered; 1024 B alignment slack */
+};
+
+__global__ void k_wgmma_probe(int *flag) {
+#ifdef KG_HAVE_WGMMA_DEVICE
+  *flag = 1;
+#else
+  *flag = 0;
+#endif
+}
+
+#ifdef KG_HAVE_WGMMA_DEVICE
+/* Generated wrappers: wgmma m64nNk16, bf16 operands, float32 accumulators;
+ * ss: A and B from shared memory, scale-d 0 overwrites d; rs_tb: A from
+ * registers, B transposed (N-major in shared memory), accumulating. */
+template <int N> __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d);
+template <int N> __device__ __forceinline__ void wgmma_rs_tb(float *d, const uint32_t *a, uint64_t db);
+template <> __device__ __forceinline__ void wgmma_ss<64>(float *d, uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+template <> __device__ __forceinline__ void wgmma_ss<128>(float *d, uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+template <> __device__ __forceinline__ void wgmma_rs_tb<64>(float *d, const uint32_t *a, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_rs_tb<128>(float *d, const uint32_t *a, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ uint32_t smem_u32addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading
+ * and stride byte offsets (16-byte units). */
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFFu) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
+         (1ull << 62);
+}
+
+/* Keeps the compiler from moving reads or writes of accumulator registers
+ * across the asynchronous wgmma that owns them. */
+template <int N> __device__ __forceinline__ void fence_regs(float *r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* Rows [row0, row0 + ROWS) of a [*, D] bf16 matrix (row stride `stride`
+ * elements) into swizzled panels at dst; rows from n_valid on are zeros. */
+template <int D, int ROWS>
+__device__ __forceinline__ void load_sw128(uint32_t dst, const __nv_bfloat16 *src, size_t stride, int row0,
+                                           int n_valid) {
+  constexpr int CH = D / 8; /* 16-byte chunks per row */
+#pragma unroll 4
+  for (int c = threadIdx.x; c < ROWS * CH; c += 256) {
+    const int r = c / CH, ch = c % CH;
+    const uint32_t d = dst + (ch >> 3) * (ROWS * 128) + r * 128 + (((ch & 7) ^ (r & 7)) << 4);
+    const bool ok = r < n_valid;
+    const __nv_bfloat16 *g = ok ? src + (size_t)(row0 + r) * stride + ch * 8 : src;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(g), "r"(ok ? 16 : 0));
+  }
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+#endif
+
+template <int D, int BN>
+__global__ void __launch_bounds__(256, 1)
+    k_flash_wgmma(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
+                  const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
+                  float scale_log2) {
+#ifdef KG_HAVE_WGMMA_DEVICE
+  using C = wg_cfg<D, BN>;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t sQ = base, sK = base + C::Q_BYTES, sV = sK + 2 * C::KV_BYTES;
+
+  const int tile = gridDim.x - 1 - blockIdx.x; /* the longest tiles start first */
+  const int h = blockIdx.y, s = blockIdx.z;
+  const int kvh = h / (p.n_heads / p.n_kv_heads);
+  const int m0 = tile * C::BM;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int kv_total = p.pos0 + p.T;
+
+  const __nv_bfloat16 *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const __nv_bfloat16 *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  const __nv_bfloat16 *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  __nv_bfloat16 *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+
+  const int q_rows = min(C::BM, p.T - m0);
+  const int kv_end = min(p.pos0 + m0 + C::BM, kv_total);
+  const int n_tiles = (kv_end + BN - 1) / BN;
+
+  load_sw128<D, C::BM>(sQ, qb, p.q_stride, m0, q_rows);
+  load_sw128<D, BN>(sK, kb, p.kv_width, 0, min(BN, kv_total));
+  load_sw128<D, BN>(sV, vb, p.kv_width, 0, min(BN, kv_total));
+  asm volatile("cp.async.commit_group;\n" ::);
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const int wrow0 = m0 + wg * 64 + warp * 16;       /* the warp's first query row */
+  const int q_pos0 = p.pos0 + wrow0 + g;            /* this thread's rows: q_pos0 and q_pos0 + 8 */
+  const int wg_last_pos = p.pos0 + m0 + wg * 64 + 63;
+
+  for (int kt = 0; kt < n_tiles; kt++) {
+    const int buf = kt & 1, n0 = kt * BN;
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    if (kt + 1 < n_tiles) {
+      const int n1 = n0 + BN;
+      load_sw128<D, BN>(sK + (buf ^ 1) * C::KV_BYTES, kb, p.kv_width, n1, min(BN, kv_total - n1));
+      load_sw128<D, BN>(sV + (buf ^ 1) * C::KV_BYTES, vb, p.kv_width, n1, min(BN, kv_total - n1));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    if (n0 > wg_last_pos) continue; /* every key is after every row of this warpgroup */
+    const uint32_t kbuf = sK + buf * C::KV_BYTES, vbuf = sV + buf * C::KV_BYTES;
+
+    /* S = Q K^T over head_dim in steps of 16 (32 bytes of a 128-byte row) */
+    float sc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+    fence_regs<BN / 2>(sc);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      const uint32_t koff = (uint32_t)(kk & 3) * 32;
+      const uint64_t da = sw128_desc(sQ + (kk >> 2) * C::Q_PANEL + wg * 64 * 128 + koff, 16, 1024);
+      const uint64_t db = sw128_desc(kbuf + (kk >> 2) * C::KV_PANEL + koff, 16, 1024);
+      wgmma_ss<BN>(sc, da, db, kk > 0);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fence_regs<BN / 2>(sc);
+
+    /* causal mask on raw scores; sc[j*4 + e]: row g (+8 for e >= 2), key n0 + 8j + 2*t4 + (e & 1) */
+    if (n0 + BN - 1 > p.pos0 + wrow0 || n0 + BN > kv_total) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
+          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
+          if (key > qpos || key >= kv_total) sc[j * 4 + e] = -INFINITY;
+        }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+      mx[0] = fmaxf(mx[0], fmaxf(sc[j * 4], sc[j * 4 + 1]));
+      mx[1] = fmaxf(mx[1], fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]));
+    }
+    float alpha[2], mneg[2];
+    bool rescale = false;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
+      const float mb = m_new == -INFINITY ? 0.0f : m_new; /* a row with only masked keys so far */
+      alpha[r] = exp2_approx(m_run[r] - mb);
+      rescale |= alpha[r] != 1.0f;
+      m_run[r] = m_new;
+      mneg[r] = -mb;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float pv = exp2_approx(fmaf(sc[j * 4 + e], scale_log2, mneg[e >> 1]));
+        sc[j * 4 + e] = pv;
+        rs[e >> 1] += pv;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
+    if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+      for (int j = 0; j < D / 8; j++) {
+        o[j * 4] *= alpha[0];
+        o[j * 4 + 1] *= alpha[0];
+        o[j * 4 + 2] *= alpha[1];
+        o[j * 4 + 3] *= alpha[1];
+      }
+    }
+
+    /* O += P V: P from the score registers, V N-major (transposed) */
+    uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      pa[kk][0] = kg_pack2<__nv_bfloat16>(sc[8 * kk], sc[8 * kk + 1]);
+      pa[kk][1] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 2], sc[8 * kk + 3]);
+      pa[kk][2] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 4], sc[8 * kk + 5]);
+      pa[kk][3] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 6], sc[8 * kk + 7]);
+    }
+    fence_regs<D / 2>(o);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++)
+      wgmma_rs_tb<D>(o, pa[kk], sw128_desc(vbuf + kk * 16 * 128, C::KV_PANEL, 1024));
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fence_regs<D / 2>(o);
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.0f / l;
+    const int t = wrow0 + g + 8 * r;
+    if (t < p.T) {
+      __nv_bfloat16 *row = ob + (size_t)t * p.q_stride;
+#pragma unroll
+      for (int j = 0; j < D / 8; j++)
+        *reinterpret_cast<uint32_t *>(row + j * 8 + 2 * t4) =
+            kg_pack2<__nv_bfloat16>(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+    }
+  }
+#endif
+}
+
+/* 1: the device runs this file's sm_90a code; 2: it does not. */
+static int wgmma_available(kg_cuda_impl *c) {
+  if (c->wgmma_state) return c->wgmma_state == 1;
+  c->wgmma_state = 2;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->ctx.device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->ctx.device) != cudaSuccess ||
+      major != 9 || minor != 0) {
+    cudaGetLastError();
+    return 0;
+  }
+  int *dflag = NULL, flag = 0;
+  if (cudaMalloc(&dflag, sizeof(int)) == cudaSuccess) {
+    k_wgmma_probe<<<1, 1, 0, c->ctx.stream>>>(dflag);
+    if (cudaGetLastError() == cudaSuccess &&
+        cudaMemcpyAsync(&flag, dflag, sizeof(int), cudaMemcpyDeviceToHost, c->ctx.stream) == cudaSuccess &&
+        cudaStreamSynchronize(c->ctx.stream) == cudaSuccess && flag == 1)
+      c->wgmma_state = 1;
+    cudaFree(dflag);
+  }
+  cudaGetLastError();
+  if (c->wgmma_state != 1) kg_debug("CUDA attention: no sm_90a code for this device; using the mma.sync kernel");
+  return c->wgmma_state == 1;
+}
+
+template <int D, int BN>
+static int launch(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
+  using C = wg_cfg<D, BN>;
+  static bool configured = false; /* per instantiation */
+  if (!configured) {
+    KG_CUDA(cudaFuncSetAttribute(k_flash_wgmma<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    configured = true;
+  }
+  dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
+  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
+  k_flash_wgmma<D, BN><<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>(
+      (const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache, (const __nv_bfloat16 *)a->v_cache,
+      (__nv_bfloat16 *)a->out, *p, scale_log2);
+  KG_CUDA_LAUNCHED("wgmma attention");
+  return KG_OK;
+}
+
+int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn) {
+  const bool aligned = (uintptr_t)a->q % 16 == 0 && (uintptr_t)a->k_cache % 16 == 0 &&
+                       (uintptr_t)a->v_cache % 16 == 0 && (uintptr_t)a->out % 16 == 0 && p->q_stride % 8 == 0 &&
+                       p->kv_width % 8 == 0;
+  if (c->wdtype != KG_DT_BF16 || !aligned || (a->head_dim != 64 && a->head_dim != 128) || a->T < 16 ||
+      !wgmma_available(c))
+    return KG_ERR_UNSUPPORTED;
+  if (a->head_dim == 128) return bn == 64 ? launch<128, 64>(c, a, p) : launch<128, 128>(c, a, p);
+  return bn == 64 ? launch<64, 64>(c, a, p) : launch<64, 128>(c, a, p);
+}

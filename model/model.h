@@ -195,7 +195,7 @@ typedef int (*kg_input_hook16)(void *ctx, int layer, kg_linear_input which, cons
 int kg_model_has_act16(const kg_model *m);
 /* Sequences of T tokens per forward pass that m's backend runs best at: 1
  * on the CPU and under a GPU memory budget, else enough for the backend's
- * preferred rows (8192 tokens on CUDA). */
+ * preferred rows (4096 tokens on CUDA). */
 int kg_model_preferred_batch(const kg_model *m, int T);
 /* As kg_model_block_forward on the 16-bit activation path, the hook seeing
  * 16-bit inputs; KG_ERR_UNSUPPORTED where kg_model_has_act16 is 0. */

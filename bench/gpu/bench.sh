@@ -20,7 +20,7 @@
 # Environment: see bench/gpu/common.sh (KG_BUILD_DIR, KG_DEPS_PREFIX,
 # KG_DATA_DIR, OUT); KG_BENCH_TIMEOUT caps each command (default 900 s);
 # KG_BENCH_PPL_BATCH windows per forward in the perplexity pass (default 0:
-# kickgrid's choice, 8192 tokens a forward on a GPU; 1 is the reference's); KG_BENCH_PRUNE_ARGS extra `kickgrid prune` arguments.
+# kickgrid's choice, 4096 tokens a forward on a GPU; 1 is the reference's); KG_BENCH_PRUNE_ARGS extra `kickgrid prune` arguments.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"

@@ -11,10 +11,11 @@
 
 /* cuBLAS workspace: Hopper kernels want 32 MiB for their best algorithms. */
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
-/* Tokens a forward pass runs best at: on an H100 the LLaMA-2-7B perplexity
- * pass at 4096 tokens a window took 8.89 s at two windows a forward, 9.06 s
- * at one (bench/NOTES.md). */
-#define KG_CUDA_PREFERRED_ROWS 8192
+/* Tokens a forward pass runs best at: with the tuned GEMMs, the LLaMA-2-7B
+ * perplexity pass at 4096 tokens a window took 8.39 s on an H100 at one
+ * window a forward and 8.50 s at two (bench/NOTES.md); shorter windows are
+ * batched up to it. */
+#define KG_CUDA_PREFERRED_ROWS 4096
 
 extern "C" int kg_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
   cudaGetLastError(); /* clear a non-sticky error so later calls can go on */

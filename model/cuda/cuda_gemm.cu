@@ -5,6 +5,10 @@
  * shapes (o and down with their float32 residual accumulation, gate/up,
  * lm_head), and the heuristic's first choice is not always the best.
  *
+ * Plans are shared by every backend of the process (keyed by device, shape,
+ * types and pointer alignment), so two models on one device, resident and
+ * streamed say, run the same algorithm and agree bit for bit.
+ *
  * KG_CUDA_GEMM_TUNE=0 takes the heuristic's first choice without timing:
  * the choice is then the same on every run. Tuned choices can differ
  * between runs when two candidates time alike, and with them the last bits
@@ -12,16 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mutex>
+
 #include "model/cuda/cuda_internal.h"
 
 #define GEMM_CANDIDATES 8
 #define GEMM_PLANS_MAX 256
 
 struct gemm_key {
-  int rows, cols, n, ytype, accumulate, t16;
+  int device, rows, cols, n, ytype, accumulate, t16;
+  unsigned align_w, align_x, align_y; /* bytes, at most 256 */
   bool operator==(const gemm_key &o) const {
-    return rows == o.rows && cols == o.cols && n == o.n && ytype == o.ytype && accumulate == o.accumulate &&
-           t16 == o.t16;
+    return device == o.device && rows == o.rows && cols == o.cols && n == o.n && ytype == o.ytype &&
+           accumulate == o.accumulate && t16 == o.t16 && align_w == o.align_w && align_x == o.align_x &&
+           align_y == o.align_y;
   }
 };
 
@@ -30,7 +38,8 @@ struct gemm_key_hash {
     size_t h = (size_t)k.rows * 1000003u;
     h = (h ^ (size_t)k.cols) * 1000003u;
     h = (h ^ (size_t)k.n) * 1000003u;
-    return h ^ (size_t)(k.ytype * 8 + k.accumulate * 2 + k.t16);
+    h = (h ^ (size_t)(k.align_w + 3 * k.align_x + 7 * k.align_y)) * 1000003u;
+    return h ^ (size_t)(k.ytype * 8 + k.accumulate * 2 + k.t16 + 64 * k.device);
   }
 };
 
@@ -42,10 +51,14 @@ struct gemm_plan {
   int candidates; /* how many the heuristic offered */
 };
 
+/* The process's plans; freed when the last backend that used them goes. */
 struct kg_cuda_gemms {
-  std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash> plans;
-  int tune;
+  int registered;
 };
+static std::mutex plans_lock;
+static std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash> *plans;
+static int plan_users;
+static int tune = -1;
 
 static void plan_free(gemm_plan *p) {
   if (!p) return;
@@ -58,15 +71,18 @@ static void plan_free(gemm_plan *p) {
 
 void kg_cuda_gemm_destroy(kg_cuda_impl *c) {
   if (!c->gemms) return;
+  delete c->gemms;
+  c->gemms = NULL;
+  std::lock_guard<std::mutex> hold(plans_lock);
+  if (--plan_users > 0 || !plans) return;
   int tuned = 0;
-  for (auto &kv : c->gemms->plans) {
+  for (auto &kv : *plans) {
     tuned += kv.second->ms > 0;
     plan_free(kv.second);
   }
-  if (!c->gemms->plans.empty())
-    kg_debug("CUDA GEMMs: %zu shapes planned, %d by timing", c->gemms->plans.size(), tuned);
-  delete c->gemms;
-  c->gemms = NULL;
+  if (!plans->empty()) kg_debug("CUDA GEMMs: %zu shapes planned, %d by timing", plans->size(), tuned);
+  delete plans;
+  plans = NULL;
 }
 
 static int run_plan(kg_cuda_impl *c, const gemm_plan *p, const cublasLtMatmulAlgo_t *algo, const void *W,
@@ -139,14 +155,24 @@ static int make_plan(kg_cuda_impl *c, const gemm_key &k, const void *W, const vo
   PLAN_LT(cublasLtMatrixLayoutCreate(&p->c, yt, k.rows, k.n, k.rows));
   PLAN_LT(cublasLtMatmulPreferenceCreate(&pref));
   PLAN_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  /* Only algorithms that work at the pointers' alignment (the default
+   * assumes 256 bytes; row-chunk views of a buffer can have less). */
+  PLAN_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k.align_w,
+                                               sizeof(k.align_w)));
+  PLAN_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k.align_x,
+                                               sizeof(k.align_x)));
+  PLAN_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k.align_y,
+                                               sizeof(k.align_y)));
+  PLAN_LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.align_y,
+                                               sizeof(k.align_y)));
   PLAN_LT(cublasLtMatmulAlgoGetHeuristic(c->ctx.cublaslt, p->op, p->a, p->b, p->c, p->c, pref,
-                                         c->gemms->tune ? GEMM_CANDIDATES : 1, cand, &found));
+                                         tune ? GEMM_CANDIDATES : 1, cand, &found));
   if (found <= 0) {
     rc = kg_error(KG_ERR_DEVICE, "cuBLASLt has no algorithm for a %d x %d linear over %d rows", k.rows, k.cols, k.n);
     goto done;
   }
   p->candidates = found;
-  if (c->gemms->tune && found > 1) {
+  if (tune && found > 1) {
     /* A non-accumulating GEMM may time into y: the real call overwrites it.
      * An accumulating one times into scratch, or keeps the first choice when
      * the budget has no room for it. */
@@ -174,24 +200,42 @@ done:
 #undef PLAN_LT
 }
 
+static unsigned alignment(const void *p) {
+  const uintptr_t a = (uintptr_t)p;
+  const uintptr_t low = a & (~a + 1);
+  return !a || low >= 256 ? 256u : (unsigned)low;
+}
+
 int kg_cuda_gemm(kg_cuda_impl *c, const void *W, int rows, int cols, const void *x16, int64_t n, void *y,
                  cudaDataType_t ytype, float beta) {
+  const gemm_key k = {c->ctx.device, rows, cols, (int)n, (int)ytype, beta != 0.0f,
+                      (int)(c->wdtype == KG_DT_F16 ? CUDA_R_16F : CUDA_R_16BF), alignment(W), alignment(x16),
+                      alignment(y)};
+  /* Planning, timing and the (asynchronous) launch happen under the lock: a
+   * backend on another thread waits rather than time the same shape twice,
+   * and no plan is freed while a launch reads it. */
+  std::lock_guard<std::mutex> hold(plans_lock);
   if (!c->gemms) {
     c->gemms = new kg_cuda_gemms();
-    const char *v = getenv("KG_CUDA_GEMM_TUNE");
-    c->gemms->tune = !(v && !strcmp(v, "0"));
+    plan_users++;
   }
-  const gemm_key k = {rows, cols, (int)n, (int)ytype, beta != 0.0f, (int)(c->wdtype == KG_DT_F16 ? CUDA_R_16F : CUDA_R_16BF)};
-  auto it = c->gemms->plans.find(k);
-  gemm_plan *p = it == c->gemms->plans.end() ? NULL : it->second;
-  if (!p) {
+  if (!plans) plans = new std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash>();
+  if (tune < 0) {
+    const char *v = getenv("KG_CUDA_GEMM_TUNE");
+    tune = !(v && !strcmp(v, "0"));
+  }
+  gemm_plan *p = NULL;
+  auto it = plans->find(k);
+  if (it != plans->end()) {
+    p = it->second;
+  } else {
     KG_TRY(make_plan(c, k, W, x16, y, beta, &p));
-    if (c->gemms->plans.size() >= GEMM_PLANS_MAX) {
+    if (plans->size() >= GEMM_PLANS_MAX) {
       /* Many distinct row counts (uneven chunks): forget the old plans. */
-      for (auto &kv : c->gemms->plans) plan_free(kv.second);
-      c->gemms->plans.clear();
+      for (auto &kv : *plans) plan_free(kv.second);
+      plans->clear();
     }
-    c->gemms->plans[k] = p;
+    (*plans)[k] = p;
   }
   const int pair = kg_cuda_profile_begin(c, KG_PROF_GEMM);
   const int rc = run_plan(c, p, &p->algo, W, x16, y, beta);

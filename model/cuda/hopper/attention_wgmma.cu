@@ -119,9 +119,148 @@ __device__ __forceinline__ float exp2_approx(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
+
+/* Everything a warpgroup needs to know about its tile. */
+struct wg_tile {
+  uint32_t sQ, sK, sV;   /* shared-memory bases (1024-aligned) */
+  int wg, warp, g, t4;
+  int m0, wrow0, q_pos0; /* CTA's first row; warp's first row; this thread's first query position */
+  int wg_last_pos;       /* the warpgroup's last query position */
+  int kv_total;
+};
+
+/* S = Q K^T for the warpgroup's 64 rows and the BN keys at kbuf: issued and
+ * committed, not waited for. */
+template <int D, int BN>
+__device__ __forceinline__ void issue_qk(float *sc, const wg_tile &w, uint32_t kbuf) {
+  using C = wg_cfg<D, BN>;
+  fence_regs<BN / 2>(sc);
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    const uint32_t koff = (uint32_t)(kk & 3) * 32; /* 16 columns = 32 bytes of a 128-byte row */
+    const uint64_t da = sw128_desc(w.sQ + (kk >> 2) * C::Q_PANEL + w.wg * 64 * 128 + koff, 16, 1024);
+    const uint64_t db = sw128_desc(kbuf + (kk >> 2) * C::KV_PANEL + koff, 16, 1024);
+    wgmma_ss<BN>(sc, da, db, kk > 0);
+  }
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+
+/* Masks the scores of keys n0.. (causality, the end of the keys), updates
+ * the running max and sum, turns sc into probabilities and rescales o.
+ * sc[j*4 + e]: row g (+8 for e >= 2), key n0 + 8j + 2*t4 + (e & 1). */
+template <int D, int BN>
+__device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run, float *l_run, const wg_tile &w,
+                                               int n0, int pos0, float scale_log2) {
+  if (n0 + BN - 1 > pos0 + w.wrow0 || n0 + BN > w.kv_total) {
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = n0 + j * 8 + 2 * w.t4 + (e & 1);
+        const int qpos = w.q_pos0 + (e >= 2 ? 8 : 0);
+        if (key > qpos || key >= w.kv_total) sc[j * 4 + e] = -INFINITY;
+      }
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    mx[0] = fmaxf(mx[0], fmaxf(sc[j * 4], sc[j * 4 + 1]));
+    mx[1] = fmaxf(mx[1], fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]));
+  }
+  float alpha[2], mneg[2];
+  bool rescale = false;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
+    const float mb = m_new == -INFINITY ? 0.0f : m_new; /* a row with only masked keys so far */
+    alpha[r] = exp2_approx(m_run[r] - mb);
+    rescale |= alpha[r] != 1.0f;
+    m_run[r] = m_new;
+    mneg[r] = -mb;
+  }
+  float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const float pv = exp2_approx(fmaf(sc[j * 4 + e], scale_log2, mneg[e >> 1]));
+      sc[j * 4 + e] = pv;
+      rs[e >> 1] += pv;
+    }
+#pragma unroll
+  for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
+  if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+      o[j * 4] *= alpha[0];
+      o[j * 4 + 1] *= alpha[0];
+      o[j * 4 + 2] *= alpha[1];
+      o[j * 4 + 3] *= alpha[1];
+    }
+  }
+}
+
+/* O += P V: P from the probability registers (their layout is wgmma's
+ * register A operand's), V N-major; issued and committed, not waited for. */
+template <int D, int BN>
+__device__ __forceinline__ void issue_pv(float *o, const float *sc, uint32_t vbuf) {
+  using C = wg_cfg<D, BN>;
+  uint32_t pa[BN / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; kk++) {
+    pa[kk][0] = kg_pack2<__nv_bfloat16>(sc[8 * kk], sc[8 * kk + 1]);
+    pa[kk][1] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 2], sc[8 * kk + 3]);
+    pa[kk][2] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 4], sc[8 * kk + 5]);
+    pa[kk][3] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 6], sc[8 * kk + 7]);
+  }
+  fence_regs<D / 2>(o);
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; kk++)
+    wgmma_rs_tb<D>(o, pa[kk], sw128_desc(vbuf + kk * 16 * 128, C::KV_PANEL, 1024));
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+template <int D>
+__device__ __forceinline__ void store_rows(const float *o, const float *l_run, const wg_tile &w, int T, int q_stride,
+                                           __nv_bfloat16 *ob) {
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float l = l_run[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.0f / l;
+    const int t = w.wrow0 + w.g + 8 * r;
+    if (t < T) {
+      __nv_bfloat16 *row = ob + (size_t)t * q_stride;
+#pragma unroll
+      for (int j = 0; j < D / 8; j++)
+        *reinterpret_cast<uint32_t *>(row + j * 8 + 2 * w.t4) =
+            kg_pack2<__nv_bfloat16>(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
+    }
+  }
+}
+
+__device__ __forceinline__ void cp_async_commit_wg() { asm volatile("cp.async.commit_group;\n" ::); }
+/* Waits for this thread's copies, publishes them to the async proxy (wgmma
+ * reads through it), then for everyone's. */
+__device__ __forceinline__ void tiles_ready() {
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+}
 #endif
 
-template <int D, int BN>
+/* PIPE: the warpgroup issues S for the next key tile before it runs the
+ * softmax of the current one, so the tensor cores work through the softmax
+ * (K runs one tile ahead of V in the double buffers). Without PIPE each
+ * product is waited for before the softmax. */
+template <int D, int BN, bool PIPE>
 __global__ void __launch_bounds__(256, 1)
     k_flash_wgmma(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
                   const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
@@ -129,157 +268,97 @@ __global__ void __launch_bounds__(256, 1)
 #ifdef KG_HAVE_WGMMA_DEVICE
   using C = wg_cfg<D, BN>;
   extern __shared__ unsigned char smem_raw[];
-  const uint32_t base = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
-  const uint32_t sQ = base, sK = base + C::Q_BYTES, sV = sK + 2 * C::KV_BYTES;
-
+  wg_tile w;
+  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
+  w.sK = w.sQ + C::Q_BYTES;
+  w.sV = w.sK + 2 * C::KV_BYTES;
   const int tile = gridDim.x - 1 - blockIdx.x; /* the longest tiles start first */
   const int h = blockIdx.y, s = blockIdx.z;
   const int kvh = h / (p.n_heads / p.n_kv_heads);
-  const int m0 = tile * C::BM;
-  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const int g = lane / 4, t4 = lane % 4;
-  const int kv_total = p.pos0 + p.T;
+  const int lane = threadIdx.x % 32;
+  w.wg = threadIdx.x / 128;
+  w.warp = (threadIdx.x / 32) % 4;
+  w.g = lane / 4;
+  w.t4 = lane % 4;
+  w.m0 = tile * C::BM;
+  w.wrow0 = w.m0 + w.wg * 64 + w.warp * 16;
+  w.q_pos0 = p.pos0 + w.wrow0 + w.g;
+  w.wg_last_pos = p.pos0 + w.m0 + w.wg * 64 + 63;
+  w.kv_total = p.pos0 + p.T;
 
   const __nv_bfloat16 *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
   const __nv_bfloat16 *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
   const __nv_bfloat16 *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
   __nv_bfloat16 *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
-
-  const int q_rows = min(C::BM, p.T - m0);
-  const int kv_end = min(p.pos0 + m0 + C::BM, kv_total);
+  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
   const int n_tiles = (kv_end + BN - 1) / BN;
+  auto kbuf = [&](int t) { return w.sK + (t & 1) * C::KV_BYTES; };
+  auto vbuf = [&](int t) { return w.sV + (t & 1) * C::KV_BYTES; };
+  auto load_k = [&](int t) { load_sw128<D, BN>(kbuf(t), kb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
+  auto load_v = [&](int t) { load_sw128<D, BN>(vbuf(t), vb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
+  auto wg_needs = [&](int t) { return t < n_tiles && t * BN <= w.wg_last_pos; }; /* warpgroup-uniform */
 
-  load_sw128<D, C::BM>(sQ, qb, p.q_stride, m0, q_rows);
-  load_sw128<D, BN>(sK, kb, p.kv_width, 0, min(BN, kv_total));
-  load_sw128<D, BN>(sV, vb, p.kv_width, 0, min(BN, kv_total));
-  asm volatile("cp.async.commit_group;\n" ::);
+  load_sw128<D, C::BM>(w.sQ, qb, p.q_stride, w.m0, min(C::BM, p.T - w.m0));
+  load_k(0);
+  load_v(0);
+  cp_async_commit_wg();
 
-  float o[D / 2];
+  float o[D / 2], sc[BN / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  const int wrow0 = m0 + wg * 64 + warp * 16;       /* the warp's first query row */
-  const int q_pos0 = p.pos0 + wrow0 + g;            /* this thread's rows: q_pos0 and q_pos0 + 8 */
-  const int wg_last_pos = p.pos0 + m0 + wg * 64 + 63;
 
-  for (int kt = 0; kt < n_tiles; kt++) {
-    const int buf = kt & 1, n0 = kt * BN;
-    asm volatile("cp.async.wait_group 0;\n" ::);
-    /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    if (kt + 1 < n_tiles) {
-      const int n1 = n0 + BN;
-      load_sw128<D, BN>(sK + (buf ^ 1) * C::KV_BYTES, kb, p.kv_width, n1, min(BN, kv_total - n1));
-      load_sw128<D, BN>(sV + (buf ^ 1) * C::KV_BYTES, vb, p.kv_width, n1, min(BN, kv_total - n1));
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-    if (n0 > wg_last_pos) continue; /* every key is after every row of this warpgroup */
-    const uint32_t kbuf = sK + buf * C::KV_BYTES, vbuf = sV + buf * C::KV_BYTES;
-
-    /* S = Q K^T over head_dim in steps of 16 (32 bytes of a 128-byte row) */
-    float sc[BN / 2];
-#pragma unroll
-    for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+  if constexpr (PIPE) {
+    if (n_tiles > 1) load_k(1);
+    cp_async_commit_wg();
+    tiles_ready();
+    issue_qk<D, BN>(sc, w, kbuf(0)); /* every warpgroup sees key 0 */
+    wgmma_wait_all();
     fence_regs<BN / 2>(sc);
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    float sn[BN / 2];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      const uint32_t koff = (uint32_t)(kk & 3) * 32;
-      const uint64_t da = sw128_desc(sQ + (kk >> 2) * C::Q_PANEL + wg * 64 * 128 + koff, 16, 1024);
-      const uint64_t db = sw128_desc(kbuf + (kk >> 2) * C::KV_PANEL + koff, 16, 1024);
-      wgmma_ss<BN>(sc, da, db, kk > 0);
-    }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    fence_regs<BN / 2>(sc);
-
-    /* causal mask on raw scores; sc[j*4 + e]: row g (+8 for e >= 2), key n0 + 8j + 2*t4 + (e & 1) */
-    if (n0 + BN - 1 > p.pos0 + wrow0 || n0 + BN > kv_total) {
+    for (int i = 0; i < BN / 2; i++) sn[i] = 0.0f;
+    for (int kt = 0; kt < n_tiles; kt++) {
+      /* ready: K of kt + 1 and V of kt; free: K of kt (S done) and V of kt - 1 */
+      tiles_ready();
+      if (kt + 2 < n_tiles) load_k(kt + 2);
+      if (kt + 1 < n_tiles) load_v(kt + 1);
+      cp_async_commit_wg();
+      if (!wg_needs(kt)) continue;
+      const bool next = wg_needs(kt + 1);
+      if (next) issue_qk<D, BN>(sn, w, kbuf(kt + 1));
+      online_softmax<D, BN>(sc, o, m_run, l_run, w, kt * BN, p.pos0, scale_log2);
+      issue_pv<D, BN>(o, sc, vbuf(kt));
+      wgmma_wait_all();
+      fence_regs<D / 2>(o);
+      if (next) {
+        fence_regs<BN / 2>(sn);
 #pragma unroll
-      for (int j = 0; j < BN / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int key = n0 + j * 8 + 2 * t4 + (e & 1);
-          const int qpos = q_pos0 + (e >= 2 ? 8 : 0);
-          if (key > qpos || key >= kv_total) sc[j * 4 + e] = -INFINITY;
-        }
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      mx[0] = fmaxf(mx[0], fmaxf(sc[j * 4], sc[j * 4 + 1]));
-      mx[1] = fmaxf(mx[1], fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]));
-    }
-    float alpha[2], mneg[2];
-    bool rescale = false;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
-      const float mb = m_new == -INFINITY ? 0.0f : m_new; /* a row with only masked keys so far */
-      alpha[r] = exp2_approx(m_run[r] - mb);
-      rescale |= alpha[r] != 1.0f;
-      m_run[r] = m_new;
-      mneg[r] = -mb;
-    }
-    float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int j = 0; j < BN / 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const float pv = exp2_approx(fmaf(sc[j * 4 + e], scale_log2, mneg[e >> 1]));
-        sc[j * 4 + e] = pv;
-        rs[e >> 1] += pv;
-      }
-#pragma unroll
-    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
-    if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-      for (int j = 0; j < D / 8; j++) {
-        o[j * 4] *= alpha[0];
-        o[j * 4 + 1] *= alpha[0];
-        o[j * 4 + 2] *= alpha[1];
-        o[j * 4 + 3] *= alpha[1];
+        for (int i = 0; i < BN / 2; i++) sc[i] = sn[i];
       }
     }
-
-    /* O += P V: P from the score registers, V N-major (transposed) */
-    uint32_t pa[BN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) {
-      pa[kk][0] = kg_pack2<__nv_bfloat16>(sc[8 * kk], sc[8 * kk + 1]);
-      pa[kk][1] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 2], sc[8 * kk + 3]);
-      pa[kk][2] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 4], sc[8 * kk + 5]);
-      pa[kk][3] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 6], sc[8 * kk + 7]);
+  } else {
+    for (int kt = 0; kt < n_tiles; kt++) {
+      tiles_ready();
+      if (kt + 1 < n_tiles) {
+        load_k(kt + 1);
+        load_v(kt + 1);
+      }
+      cp_async_commit_wg();
+      if (!wg_needs(kt)) continue;
+      issue_qk<D, BN>(sc, w, kbuf(kt));
+      wgmma_wait_all();
+      fence_regs<BN / 2>(sc);
+      online_softmax<D, BN>(sc, o, m_run, l_run, w, kt * BN, p.pos0, scale_log2);
+      issue_pv<D, BN>(o, sc, vbuf(kt));
+      wgmma_wait_all();
+      fence_regs<D / 2>(o);
     }
-    fence_regs<D / 2>(o);
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++)
-      wgmma_rs_tb<D>(o, pa[kk], sw128_desc(vbuf + kk * 16 * 128, C::KV_PANEL, 1024));
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    fence_regs<D / 2>(o);
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
-
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    float l = l_run[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = 1.0f / l;
-    const int t = wrow0 + g + 8 * r;
-    if (t < p.T) {
-      __nv_bfloat16 *row = ob + (size_t)t * p.q_stride;
-#pragma unroll
-      for (int j = 0; j < D / 8; j++)
-        *reinterpret_cast<uint32_t *>(row + j * 8 + 2 * t4) =
-            kg_pack2<__nv_bfloat16>(o[j * 4 + 2 * r] * inv, o[j * 4 + 2 * r + 1] * inv);
-    }
-  }
+  store_rows<D>(o, l_run, w, p.T, p.q_stride, ob);
 #endif
 }
 
@@ -308,30 +387,35 @@ static int wgmma_available(kg_cuda_impl *c) {
   return c->wgmma_state == 1;
 }
 
-template <int D, int BN>
+template <int D, int BN, bool PIPE>
 static int launch(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
   using C = wg_cfg<D, BN>;
   static bool configured = false; /* per instantiation */
   if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(k_flash_wgmma<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    KG_CUDA(cudaFuncSetAttribute(k_flash_wgmma<D, BN, PIPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
     configured = true;
   }
   dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
   const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  k_flash_wgmma<D, BN><<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>(
+  k_flash_wgmma<D, BN, PIPE><<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>(
       (const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache, (const __nv_bfloat16 *)a->v_cache,
       (__nv_bfloat16 *)a->out, *p, scale_log2);
   KG_CUDA_LAUNCHED("wgmma attention");
   return KG_OK;
 }
 
-int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn) {
+template <int D>
+static int launch_d(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn, int pipe) {
+  if (bn == 64) return pipe ? launch<D, 64, true>(c, a, p) : launch<D, 64, false>(c, a, p);
+  return pipe ? launch<D, 128, true>(c, a, p) : launch<D, 128, false>(c, a, p);
+}
+
+int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn, int pipe) {
   const bool aligned = (uintptr_t)a->q % 16 == 0 && (uintptr_t)a->k_cache % 16 == 0 &&
                        (uintptr_t)a->v_cache % 16 == 0 && (uintptr_t)a->out % 16 == 0 && p->q_stride % 8 == 0 &&
                        p->kv_width % 8 == 0;
   if (c->wdtype != KG_DT_BF16 || !aligned || (a->head_dim != 64 && a->head_dim != 128) || a->T < 16 ||
       !wgmma_available(c))
     return KG_ERR_UNSUPPORTED;
-  if (a->head_dim == 128) return bn == 64 ? launch<128, 64>(c, a, p) : launch<128, 128>(c, a, p);
-  return bn == 64 ? launch<64, 64>(c, a, p) : launch<64, 128>(c, a, p);
+  return a->head_dim == 128 ? launch_d<128>(c, a, p, bn, pipe) : launch_d<64>(c, a, p, bn, pipe);
 }

@@ -107,10 +107,10 @@ int kg_cuda_f32_to_f64(kg_cuda_impl *c, const float *x, double *y, size_t n);
 /* in16: q/k/v/out are 16-bit (wdtype) rather than float32 */
 int kg_cuda_attention(kg_cuda_impl *c, const kg_attention_args *a, int in16);
 /* The same on Hopper's warpgroup tensor cores (hopper/attention_wgmma.cu),
- * BN keys per tile (64 or 128), pipe: the next tile's scores overlap the
- * softmax; bf16, head_dim 64 or 128, a 9.0 device and a build with sm_90a
- * code; KG_ERR_UNSUPPORTED (no kg_error) otherwise. */
-int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn, int pipe);
+ * configuration `variant` (9-15, KG_CUDA_ATTN_VARIANT): bf16, head_dim 64 or
+ * 128, a 9.0 device and a build with sm_90a code; KG_ERR_UNSUPPORTED (no
+ * kg_error) otherwise. */
+int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant);
 /* Per-row results into device arrays (dnll [n]; djs [n], dargp/dargq [n]). */
 int kg_cuda_row_nll(kg_cuda_impl *c, const float *logits, int64_t n, int vocab, const int32_t *dtargets, double *dnll);
 int kg_cuda_row_js(kg_cuda_impl *c, const float *p, const float *q, int64_t n, int vocab, double *djs, int32_t *dargp,

@@ -28,8 +28,9 @@
 #define KG_HAVE_WGMMA_DEVICE 1
 #endif
 
-template <int D, int BN> struct wg_cfg {
-  static constexpr int BM = 128, THREADS = 256, PANELS = D / 64;
+/* NWG warpgroups of 64 query rows per CTA. */
+template <int D, int BN, int NWG = 2> struct wg_cfg {
+  static constexpr int BM = 64 * NWG, THREADS = 128 * NWG, PANELS = D / 64;
   static constexpr int Q_PANEL = BM * 128, KV_PANEL = BN * 128; /* bytes: rows of 128 B */
   static constexpr int Q_BYTES = PANELS * Q_PANEL, KV_BYTES = PANELS * KV_PANEL;
   static constexpr int SMEM = Q_BYTES + 4 * KV_BYTES + 1024; /* K and V double-buffered; 1024 B alignment slack */
@@ -100,12 +101,12 @@ template <int N> __device__ __forceinline__ void fence_regs(float *r) {
 
 /* Rows [row0, row0 + ROWS) of a [*, D] bf16 matrix (row stride `stride`
  * elements) into swizzled panels at dst; rows from n_valid on are zeros. */
-template <int D, int ROWS>
+template <int D, int ROWS, int NT>
 __device__ __forceinline__ void load_sw128(uint32_t dst, const __nv_bfloat16 *src, size_t stride, int row0,
                                            int n_valid) {
   constexpr int CH = D / 8; /* 16-byte chunks per row */
 #pragma unroll 4
-  for (int c = threadIdx.x; c < ROWS * CH; c += 256) {
+  for (int c = threadIdx.x; c < ROWS * CH; c += NT) {
     const int r = c / CH, ch = c % CH;
     const uint32_t d = dst + (ch >> 3) * (ROWS * 128) + r * 128 + (((ch & 7) ^ (r & 7)) << 4);
     const bool ok = r < n_valid;
@@ -131,9 +132,9 @@ struct wg_tile {
 
 /* S = Q K^T for the warpgroup's 64 rows and the BN keys at kbuf: issued and
  * committed, not waited for. */
-template <int D, int BN>
+template <int D, int BN, int NWG>
 __device__ __forceinline__ void issue_qk(float *sc, const wg_tile &w, uint32_t kbuf) {
-  using C = wg_cfg<D, BN>;
+  using C = wg_cfg<D, BN, NWG>;
   fence_regs<BN / 2>(sc);
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
@@ -259,14 +260,15 @@ __device__ __forceinline__ void tiles_ready() {
 /* PIPE: the warpgroup issues S for the next key tile before it runs the
  * softmax of the current one, so the tensor cores work through the softmax
  * (K runs one tile ahead of V in the double buffers). Without PIPE each
- * product is waited for before the softmax. */
-template <int D, int BN, bool PIPE>
-__global__ void __launch_bounds__(256, 1)
+ * product is waited for before the softmax. MINB CTAs per SM: independent
+ * CTAs drift apart, so one's softmax can overlap another's products. */
+template <int D, int BN, bool PIPE, int NWG, int MINB>
+__global__ void __launch_bounds__(128 * NWG, MINB)
     k_flash_wgmma(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
                   const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
                   float scale_log2) {
 #ifdef KG_HAVE_WGMMA_DEVICE
-  using C = wg_cfg<D, BN>;
+  using C = wg_cfg<D, BN, NWG>;
   extern __shared__ unsigned char smem_raw[];
   wg_tile w;
   w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
@@ -294,11 +296,11 @@ __global__ void __launch_bounds__(256, 1)
   const int n_tiles = (kv_end + BN - 1) / BN;
   auto kbuf = [&](int t) { return w.sK + (t & 1) * C::KV_BYTES; };
   auto vbuf = [&](int t) { return w.sV + (t & 1) * C::KV_BYTES; };
-  auto load_k = [&](int t) { load_sw128<D, BN>(kbuf(t), kb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
-  auto load_v = [&](int t) { load_sw128<D, BN>(vbuf(t), vb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
+  auto load_k = [&](int t) { load_sw128<D, BN, C::THREADS>(kbuf(t), kb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
+  auto load_v = [&](int t) { load_sw128<D, BN, C::THREADS>(vbuf(t), vb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
   auto wg_needs = [&](int t) { return t < n_tiles && t * BN <= w.wg_last_pos; }; /* warpgroup-uniform */
 
-  load_sw128<D, C::BM>(w.sQ, qb, p.q_stride, w.m0, min(C::BM, p.T - w.m0));
+  load_sw128<D, C::BM, C::THREADS>(w.sQ, qb, p.q_stride, w.m0, min(C::BM, p.T - w.m0));
   load_k(0);
   load_v(0);
   cp_async_commit_wg();
@@ -314,7 +316,7 @@ __global__ void __launch_bounds__(256, 1)
     if (n_tiles > 1) load_k(1);
     cp_async_commit_wg();
     tiles_ready();
-    issue_qk<D, BN>(sc, w, kbuf(0)); /* every warpgroup sees key 0 */
+    issue_qk<D, BN, NWG>(sc, w, kbuf(0)); /* every warpgroup sees key 0 */
     wgmma_wait_all();
     fence_regs<BN / 2>(sc);
     float sn[BN / 2];
@@ -328,7 +330,7 @@ __global__ void __launch_bounds__(256, 1)
       cp_async_commit_wg();
       if (!wg_needs(kt)) continue;
       const bool next = wg_needs(kt + 1);
-      if (next) issue_qk<D, BN>(sn, w, kbuf(kt + 1));
+      if (next) issue_qk<D, BN, NWG>(sn, w, kbuf(kt + 1));
       online_softmax<D, BN>(sc, o, m_run, l_run, w, kt * BN, p.pos0, scale_log2);
       issue_pv<D, BN>(o, sc, vbuf(kt));
       wgmma_wait_all();
@@ -348,7 +350,7 @@ __global__ void __launch_bounds__(256, 1)
       }
       cp_async_commit_wg();
       if (!wg_needs(kt)) continue;
-      issue_qk<D, BN>(sc, w, kbuf(kt));
+      issue_qk<D, BN, NWG>(sc, w, kbuf(kt));
       wgmma_wait_all();
       fence_regs<BN / 2>(sc);
       online_softmax<D, BN>(sc, o, m_run, l_run, w, kt * BN, p.pos0, scale_log2);
@@ -387,35 +389,46 @@ static int wgmma_available(kg_cuda_impl *c) {
   return c->wgmma_state == 1;
 }
 
-template <int D, int BN, bool PIPE>
+template <int D, int BN, bool PIPE, int NWG, int MINB>
 static int launch(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
-  using C = wg_cfg<D, BN>;
+  using C = wg_cfg<D, BN, NWG>;
+  auto kernel = k_flash_wgmma<D, BN, PIPE, NWG, MINB>;
   static bool configured = false; /* per instantiation */
   if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(k_flash_wgmma<D, BN, PIPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    KG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
     configured = true;
   }
   dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
   const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  k_flash_wgmma<D, BN, PIPE><<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>(
-      (const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache, (const __nv_bfloat16 *)a->v_cache,
-      (__nv_bfloat16 *)a->out, *p, scale_log2);
+  kernel<<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>((const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache,
+                                                     (const __nv_bfloat16 *)a->v_cache, (__nv_bfloat16 *)a->out, *p,
+                                                     scale_log2);
   KG_CUDA_LAUNCHED("wgmma attention");
   return KG_OK;
 }
 
+/* Variants (KG_CUDA_ATTN_VARIANT): 9, 10: two warpgroups, 64- and 128-key
+ * tiles; 11, 12: the same pipelined; 13: as 9 with two CTAs an SM; 14: one
+ * warpgroup (64 rows), 64-key tiles, two CTAs an SM; 15: 14 pipelined. */
 template <int D>
-static int launch_d(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn, int pipe) {
-  if (bn == 64) return pipe ? launch<D, 64, true>(c, a, p) : launch<D, 64, false>(c, a, p);
-  return pipe ? launch<D, 128, true>(c, a, p) : launch<D, 128, false>(c, a, p);
+static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant) {
+  switch (variant) {
+  case 9: return launch<D, 64, false, 2, 1>(c, a, p);
+  case 11: return launch<D, 64, true, 2, 1>(c, a, p);
+  case 12: return launch<D, 128, true, 2, 1>(c, a, p);
+  case 13: return launch<D, 64, false, 2, 2>(c, a, p);
+  case 14: return launch<D, 64, false, 1, 2>(c, a, p);
+  case 15: return launch<D, 64, true, 1, 2>(c, a, p);
+  default: return launch<D, 128, false, 2, 1>(c, a, p);
+  }
 }
 
-int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int bn, int pipe) {
+int kg_cuda_attention_wgmma(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant) {
   const bool aligned = (uintptr_t)a->q % 16 == 0 && (uintptr_t)a->k_cache % 16 == 0 &&
                        (uintptr_t)a->v_cache % 16 == 0 && (uintptr_t)a->out % 16 == 0 && p->q_stride % 8 == 0 &&
                        p->kv_width % 8 == 0;
   if (c->wdtype != KG_DT_BF16 || !aligned || (a->head_dim != 64 && a->head_dim != 128) || a->T < 16 ||
       !wgmma_available(c))
     return KG_ERR_UNSUPPORTED;
-  return a->head_dim == 128 ? launch_d<128>(c, a, p, bn, pipe) : launch_d<64>(c, a, p, bn, pipe);
+  return a->head_dim == 128 ? launch_variant<128>(c, a, p, variant) : launch_variant<64>(c, a, p, variant);
 }

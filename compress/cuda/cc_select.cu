@@ -88,19 +88,9 @@ __global__ void __launch_bounds__(ROW_THREADS) k_wanda_rows(float *W, int64_t co
     for (int b = threadIdx.x; b < 256; b += blockDim.x) h[b] = 0;
     __syncthreads();
     const unsigned long long prefix = s_prefix;
-    /* Most keys of a row share their leading bytes: lanes with the same bin
-     * add once, by their lowest lane (shared-memory atomics on one address
-     * serialize). The loop bound is warp-uniform for the match. */
-    const int wl = threadIdx.x & 31;
-    for (int64_t base = threadIdx.x & ~31; base < cols; base += blockDim.x) {
-      const int64_t j = base + wl;
-      int bin = -1;
-      if (j < cols) {
-        const unsigned long long key = wanda_key(w, ss, j);
-        if (pass == 0 || (key >> (shift + 8)) == prefix) bin = (int)((key >> shift) & 255u);
-      }
-      const unsigned peers = __match_any_sync(0xffffffffu, bin);
-      if (bin >= 0 && wl == __ffs(peers) - 1) atomicAdd(&h[bin], (unsigned)__popc(peers));
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const unsigned long long key = wanda_key(w, ss, j);
+      if (pass == 0 || (key >> (shift + 8)) == prefix) atomicAdd(&h[(key >> shift) & 255u], 1u);
     }
     __syncthreads();
     if (threadIdx.x < 32) {

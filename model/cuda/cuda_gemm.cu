@@ -224,7 +224,7 @@ int kg_cuda_gemm(kg_cuda_impl *c, const void *W, int rows, int cols, const void 
   if (!plans) plans = new std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash>();
   if (tune < 0) {
     const char *v = getenv("KG_CUDA_GEMM_TUNE");
-    tune = !(v && !strcmp(v, "0"));
+    tune = v && !strcmp(v, "1");
   }
   gemm_plan *p = NULL;
   auto it = plans->find(k);

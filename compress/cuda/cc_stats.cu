@@ -224,6 +224,22 @@ extern "C" void kg_cc_stats_free(kg_cc_stats *st) {
   memset(st, 0, sizeof(*st));
 }
 
+/* After a batch's column sums: the Gram update of whichever of st and recon
+ * keep one (from the 16-bit rows xh of `type`, alpha and beta on the device
+ * at alpha_beta[0..1]), then both counts. */
+static int stats_commit(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const void *xh, cudaDataType_t type,
+                        int64_t rows, int64_t samples, const float *alpha_beta) {
+  kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
+  if (targets[0] || targets[1]) KG_TRY(gram_update(cc, targets, xh, type, rows, st->d, alpha_beta, alpha_beta + 1));
+  st->n_samples += samples;
+  st->n_tokens += rows;
+  if (recon) {
+    recon->n_samples += samples;
+    recon->n_tokens += rows;
+  }
+  return KG_OK;
+}
+
 extern "C" int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const float *x, int64_t rows,
                                int64_t samples) {
   int rc = KG_OK;
@@ -253,16 +269,7 @@ extern "C" int kg_cc_stats_add(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, c
     k_stats_finish<<<(unsigned)((d + 255) / 256), 256, 0, cc->stream>>>(partial, chunks, (int)d, st->sqnorm);
     CC_LAUNCHED();
   }
-  if (gram) {
-    kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
-    CC_TRY(gram_update(cc, targets, xh, CUDA_R_16F, rows, d, small + 1, small + 2));
-  }
-  st->n_samples += samples;
-  st->n_tokens += rows;
-  if (recon) {
-    recon->n_samples += samples;
-    recon->n_tokens += rows;
-  }
+  CC_TRY(stats_commit(cc, st, recon, xh, CUDA_R_16F, rows, samples, small + 1));
 done:
   return rc;
 }
@@ -315,16 +322,7 @@ extern "C" int kg_cc_stats_add16(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon,
     k_stats_finish<<<(unsigned)((d + 255) / 256), 256, 0, cc->stream>>>(partial, chunks, (int)d, st->sqnorm);
     CC_LAUNCHED();
   }
-  if (gram) {
-    kg_cc_stats *targets[2] = {st->with_gram ? st : NULL, recon && recon->with_gram ? recon : NULL};
-    CC_TRY(gram_update(cc, targets, x, dtype == KG_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F, rows, d, small + 1, small + 2));
-  }
-  st->n_samples += samples;
-  st->n_tokens += rows;
-  if (recon) {
-    recon->n_samples += samples;
-    recon->n_tokens += rows;
-  }
+  CC_TRY(stats_commit(cc, st, recon, x, dtype == KG_DT_BF16 ? CUDA_R_16BF : CUDA_R_16F, rows, samples, small + 1));
 done:
   return rc;
 }

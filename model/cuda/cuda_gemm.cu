@@ -56,9 +56,6 @@ struct gemm_plan {
 };
 
 /* The process's plans; freed when the last backend that used them goes. */
-struct kg_cuda_gemms {
-  int registered;
-};
 static std::mutex plans_lock;
 static std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash> *plans;
 static int plan_users;
@@ -74,9 +71,8 @@ static void plan_free(gemm_plan *p) {
 }
 
 void kg_cuda_gemm_destroy(kg_cuda_impl *c) {
-  if (!c->gemms) return;
-  delete c->gemms;
-  c->gemms = NULL;
+  if (!c->uses_gemm_plans) return;
+  c->uses_gemm_plans = 0;
   std::lock_guard<std::mutex> hold(plans_lock);
   if (--plan_users > 0 || !plans) return;
   int tuned = 0;
@@ -217,8 +213,8 @@ int kg_cuda_gemm(kg_cuda_impl *c, const void *W, int rows, int cols, const void 
    * backend on another thread waits rather than time the same shape twice,
    * and no plan is freed while a launch reads it. */
   std::lock_guard<std::mutex> hold(plans_lock);
-  if (!c->gemms) {
-    c->gemms = new kg_cuda_gemms();
+  if (!c->uses_gemm_plans) {
+    c->uses_gemm_plans = 1;
     plan_users++;
   }
   if (!plans) plans = new std::unordered_map<gemm_key, gemm_plan *, gemm_key_hash>();

@@ -29,7 +29,6 @@ enum {
   KG_PROF_EMBED, KG_PROF_CAST, KG_PROF_COPY, KG_PROF_KINDS
 };
 struct kg_cuda_profile;
-struct kg_cuda_gemms;
 
 /* A grow-only device scratch buffer. */
 struct kg_cuda_scratch {
@@ -56,7 +55,7 @@ struct kg_cuda_impl {
   int sm_count;
   int wgmma_state;               /* sm_90a attention (hopper/): 0 unknown, 1 runs, 2 does not */
   kg_cuda_profile *profile;      /* NULL unless KG_CUDA_PROFILE is set */
-  kg_cuda_gemms *gemms;          /* GEMM plans by shape (cuda_gemm.cu); NULL until the first */
+  int uses_gemm_plans;           /* counted among the users of the process's GEMM plans (cuda_gemm.cu) */
 };
 
 /* Rope frequencies by value: kernels get them as a parameter (no upload). */

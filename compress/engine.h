@@ -76,12 +76,14 @@ typedef struct kg_engine_ops {
 
   /* Zeroed accumulators for a plan (drops the previous group's). */
   int (*stats_begin)(kg_engine *e, const kg_stats_plan *plan);
-  /* Adds one hook input x (backend memory, [rows, width], one calibration
-   * sequence) to input `in`; into_recon also adds it to the recon Gram. */
-  int (*stats_add)(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon);
+  /* Adds a hook input x (backend memory, [rows, width], `samples` whole
+   * calibration sequences) to input `in`; into_recon also adds it to the
+   * recon Gram. */
+  int (*stats_add)(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int samples, int into_recon);
   /* Optional (NULL: the pipeline hooks the float32 path): as stats_add for
    * a 16-bit hook input of the backend's act16 type. */
-  int (*stats_add16)(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows, int into_recon);
+  int (*stats_add16)(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows, int samples,
+                     int into_recon);
   /* After this rank's pass: waits for queued work, reports bad inputs. */
   int (*stats_finish)(kg_engine *e);
   /* Sums the statistics over the team (MPI_COMM_NULL: nothing to do). */

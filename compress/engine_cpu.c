@@ -117,13 +117,13 @@ static int host_room(cpu_engine *c, size_t bytes) {
   return KG_OK;
 }
 
-static int accumulate(cpu_engine *c, kg_linear_input in, const float *hx, int64_t rows, int into_recon) {
-  KG_TRY(kg_stats_accumulate(&c->stats[in], hx, rows, 1));
-  if (into_recon && c->recon[in].d) KG_TRY(kg_stats_accumulate(&c->recon[in], hx, rows, 1));
+static int accumulate(cpu_engine *c, kg_linear_input in, const float *hx, int64_t rows, int samples, int into_recon) {
+  KG_TRY(kg_stats_accumulate(&c->stats[in], hx, rows, samples));
+  if (into_recon && c->recon[in].d) KG_TRY(kg_stats_accumulate(&c->recon[in], hx, rows, samples));
   return KG_OK;
 }
 
-static int cpu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon) {
+static int cpu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int samples, int into_recon) {
   cpu_engine *c = cpu_of(e);
   const double t0 = kg_now();
   const float *hx = x;
@@ -133,14 +133,14 @@ static int cpu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64
     KG_TRY(e->m->be->ops->to_host(e->m->be, c->host_x, x, bytes));
     hx = c->host_x;
   }
-  KG_TRY(accumulate(c, in, hx, rows, into_recon));
+  KG_TRY(accumulate(c, in, hx, rows, samples, into_recon));
   c->stats_seconds += kg_now() - t0;
   return KG_OK;
 }
 
 /* A 16-bit hook input (device memory of a backend with the 16-bit path). */
 static int cpu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows,
-                           int into_recon) {
+                           int samples, int into_recon) {
   cpu_engine *c = cpu_of(e);
   const double t0 = kg_now();
   const int64_t n = rows * c->stats[in].d;
@@ -154,7 +154,7 @@ static int cpu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_d
   KG_TRY(e->m->be->ops->to_host(e->m->be, c->host16, x, (size_t)n * sizeof(uint16_t)));
   for (int64_t i = 0; i < n; i++)
     c->host_x[i] = dtype == KG_DT_F16 ? kg_f16_to_f32(c->host16[i]) : kg_bf16_to_f32(c->host16[i]);
-  KG_TRY(accumulate(c, in, c->host_x, rows, into_recon));
+  KG_TRY(accumulate(c, in, c->host_x, rows, samples, into_recon));
   c->stats_seconds += kg_now() - t0;
   return KG_OK;
 }

@@ -67,14 +67,20 @@ static int team_agree(const pipeline *p, int rc) {
   return rc;
 }
 
-/* The hooks split a batch's rows back into its samples: statistics count
- * samples, and only the first recon_local feed the recon Gram. */
+/* The hooks hand a batch to the engine in runs of samples on the same side
+ * of recon_local: statistics count samples, and only the first recon_local
+ * feed the recon Gram. Fewer, larger calls keep the device's Gram GEMMs long. */
 static int collect(void *ctx, int layer, kg_linear_input which, const float *x, int64_t n_rows, int cols) {
   pipeline *p = ctx;
   if (!p->want[which]) return 0;
   const int64_t rows = n_rows / p->batch_n;
-  for (int i = 0; i < p->batch_n; i++)
-    KG_TRY(p->eng->ops->stats_add(p->eng, which, x + i * rows * cols, rows, p->sample + i < p->recon_local));
+  for (int i = 0; i < p->batch_n;) {
+    const int recon = p->sample + i < p->recon_local;
+    int j = i + 1;
+    while (j < p->batch_n && (p->sample + j < p->recon_local) == recon) j++;
+    KG_TRY(p->eng->ops->stats_add(p->eng, which, x + i * rows * cols, (j - i) * rows, j - i, recon));
+    i = j;
+  }
   return p->stop_early && (int)which == p->last_wanted ? KG_HOOK_STOP : 0;
 }
 
@@ -84,9 +90,13 @@ static int collect16(void *ctx, int layer, kg_linear_input which, const void *x,
   if (!p->want[which]) return 0;
   const int64_t rows = n_rows / p->batch_n;
   const char *bytes = x;
-  for (int i = 0; i < p->batch_n; i++)
-    KG_TRY(p->eng->ops->stats_add16(p->eng, which, bytes + i * rows * cols * 2, dtype, rows,
-                                    p->sample + i < p->recon_local));
+  for (int i = 0; i < p->batch_n;) {
+    const int recon = p->sample + i < p->recon_local;
+    int j = i + 1;
+    while (j < p->batch_n && (p->sample + j < p->recon_local) == recon) j++;
+    KG_TRY(p->eng->ops->stats_add16(p->eng, which, bytes + i * rows * cols * 2, dtype, (j - i) * rows, j - i, recon));
+    i = j;
+  }
   return p->stop_early && (int)which == p->last_wanted ? KG_HOOK_STOP : 0;
 }
 

@@ -144,8 +144,10 @@ int kg_cc_wanda_prune(kg_cc *cc, float *W, int64_t rows, int64_t cols, const dou
 /* Exact zeros among the n entries of device W (waits for the stream). */
 int kg_cc_count_zeros(kg_cc *cc, const float *W, int64_t n, int64_t *zeros);
 /* bits[i / 32] bit i % 32 = (W[i] == 0) for the n entries of device W:
- * ceil(n / 32) device words, a 32x smaller download than W for the masks. */
-int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits);
+ * ceil(n / 32) device words, a 32x smaller download than W for the masks.
+ * *count (device memory) is set to the number of zeros, so nobody has to
+ * count the bits on the host. Queued on the stream; waits for nothing. */
+int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits, unsigned long long *count);
 /* Flags a non-finite entry of W (device) for kg_cc_check_finite. */
 int kg_cc_flag_nonfinite(kg_cc *cc, const float *W, int64_t n);
 
@@ -200,8 +202,9 @@ int kg_cc_obs_supported(int blocksize, int prune_n, int prune_m);
 /* ---- reconstruction error ---- */
 
 /* err = trace((W0-W1) G (W0-W1)^T), base = trace(W0 G W0^T) with G device
- * [cols, cols] Gram sums; TF32 tensor-core products, float64 sums (a report,
- * not a decision: relative error about 1e-3). */
+ * [cols, cols] Gram sums; fp16 tensor-core products of power-of-two scaled
+ * copies (TF32's precision), float64 sums (a report, not a decision:
+ * relative error about 1e-3). */
 int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, int64_t rows, int64_t cols, const float *G,
                       double *err, double *base);
 

@@ -1,5 +1,8 @@
 /* Reconstruction error on the device: trace(D G D^T) summed over row chunks,
- * each chunk one TF32 GEMM T = D G and a float64 dot product of D and T. */
+ * each chunk one fp16 tensor-core GEMM T = D G and a float64 dot product of
+ * D and T. G and each chunk are packed to fp16 with a power-of-two scale
+ * (kg_cc_pack16), which keeps TF32's 11 significant bits at twice its rate;
+ * the dot product divides the scales back out, exactly. */
 #include <string.h>
 
 #include "compress/cuda/cc_internal.cuh"
@@ -11,8 +14,9 @@ __global__ void k_diff(const float *a, const float *b, int64_t n, float *out) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = a[i] - b[i];
 }
 
-/* partial[blockIdx.x] = sum of a[i] * b[i] over the block's share. */
-__global__ void k_dot_partial(const float *a, const float *b, int64_t n, double *partial) {
+/* partial[blockIdx.x] = sum of a[i] * b[i] / (*sa * *sb) over the block's share. */
+__global__ void k_dot_partial(const float *a, const float *b, int64_t n, const float *sa, const float *sb,
+                              double *partial) {
   double acc = 0.0;
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) acc += (double)a[i] * (double)b[i];
@@ -23,7 +27,7 @@ __global__ void k_dot_partial(const float *a, const float *b, int64_t n, double 
   if (threadIdx.x == 0) {
     double t = 0.0;
     for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += w[k];
-    partial[blockIdx.x] = t;
+    partial[blockIdx.x] = t / ((double)*sa * (double)*sb);
   }
 }
 
@@ -37,7 +41,8 @@ __global__ void k_dot_finish(const double *partial, int n, double *sum) {
 extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, int64_t rows, int64_t cols,
                                  const float *G, double *err, double *base) {
   int rc = KG_OK;
-  float *chunk = NULL, *prod = NULL;
+  float *chunk = NULL, *prod = NULL, *scales = NULL;
+  uint16_t *g16 = NULL, *a16 = NULL;
   double *sums = NULL, host[2] = {0, 0};
   if (rows <= 0 || cols <= 0 || cols > INT32_MAX)
     return kg_error(KG_ERR_ARG, "recon error: bad shape %lldx%lld", (long long)rows, (long long)cols);
@@ -45,10 +50,17 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
   int64_t rc_rows = ((int64_t)16 << 20) / cols;
   if (rc_rows < 1) rc_rows = 1;
   if (rc_rows > rows) rc_rows = rows;
-  CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, (size_t)2 * rc_rows * cols * sizeof(float), (void **)&chunk));
-  prod = chunk + rc_rows * cols;
-  CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (DOT_BLOCKS + 2) * sizeof(double), (void **)&sums));
+  const size_t chunk_n = (size_t)(rc_rows * cols);
+  /* fp32 difference, fp32 product, fp16 chunk */
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, chunk_n * (2 * sizeof(float) + sizeof(uint16_t)), (void **)&chunk));
+  prod = chunk + chunk_n;
+  a16 = (uint16_t *)(prod + chunk_n);
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_HALF, (size_t)(cols * cols) * sizeof(uint16_t), (void **)&g16));
+  /* partials, the two sums, then the scales of G and of the chunk */
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (DOT_BLOCKS + 3) * sizeof(double), (void **)&sums));
+  scales = (float *)(sums + DOT_BLOCKS + 2);
   CC_CUDA(cudaMemsetAsync(sums + DOT_BLOCKS, 0, 2 * sizeof(double), cc->stream));
+  CC_TRY(kg_cc_pack16(cc, G, cols * cols, g16, scales));
   {
     const float one = 1.0f, zero = 0.0f;
     for (int64_t r0 = 0; r0 < rows; r0 += rc_rows) {
@@ -61,11 +73,12 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
           CC_LAUNCHED();
           A = chunk;
         }
+        CC_TRY(kg_cc_pack16(cc, A, n, a16, scales + 1));
         /* row-major A [k, cols] times symmetric G: column-major G * A^T */
-        CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, G, CUDA_R_32F,
-                               (int)cols, A, CUDA_R_32F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
-                               CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
-        k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, sums);
+        CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, g16, CUDA_R_16F,
+                               (int)cols, a16, CUDA_R_16F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, scales, scales + 1, sums);
         CC_LAUNCHED();
         k_dot_finish<<<1, 1, 0, cc->stream>>>(sums, DOT_BLOCKS, sums + DOT_BLOCKS + which);
         CC_LAUNCHED();

@@ -5,6 +5,7 @@
  * pairs of each group. Scores are float64 computed exactly as the host does
  * (|w| as double, times sqrt(scaler_row)), so the masks equal the host's bit
  * for bit given the same scaler_row. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "compress/cuda/cc_select.cuh"
@@ -152,15 +153,20 @@ __global__ void k_flag_nonfinite(const float *W, int64_t n, int *flags) {
   if (bad) flags[0] = 1;
 }
 
-/* bit (i % 32) of bits[i / 32] = (W[i] == 0); the loop bound is warp-uniform
- * for the ballot. */
-__global__ void k_zero_bits(const float *W, int64_t n, uint32_t *bits) {
+/* bit (i % 32) of bits[i / 32] = (W[i] == 0), and the zeros counted into
+ * *count; the loop bound is warp-uniform for the ballot. */
+__global__ void k_zero_bits(const float *W, int64_t n, uint32_t *bits, unsigned long long *count) {
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  unsigned long long zeros = 0;
   for (int64_t base = (int64_t)blockIdx.x * blockDim.x; base < n; base += stride) {
     const int64_t i = base + threadIdx.x;
     const unsigned b = __ballot_sync(0xffffffffu, i < n && W[i] == 0.0f);
-    if ((threadIdx.x & 31) == 0 && i < n) bits[i >> 5] = b;
+    if ((threadIdx.x & 31) == 0 && i < n) {
+      bits[i >> 5] = b;
+      zeros += (unsigned)__popc(b);
+    }
   }
+  if ((threadIdx.x & 31) == 0 && zeros) atomicAdd(count, zeros);
 }
 
 static int check_shape(int64_t rows, int64_t cols, const char *what) {
@@ -204,7 +210,15 @@ extern "C" int kg_cc_wanda_prune(kg_cc *cc, float *W, int64_t rows, int64_t cols
     CC_LAUNCHED();
   } else {
     const int64_t k = (int64_t)((double)cols * opts->sparsity);
-    if (k > 0) {
+    /* KG_CC_WANDA_SELECT=radix keeps the older kernel (comparisons, tests) */
+    const char *sel = getenv("KG_CC_WANDA_SELECT");
+    const int radix = sel && !strcmp(sel, "radix");
+    int shared_rc = KG_ERR_UNSUPPORTED;
+    if (k > 0 && !radix) {
+      shared_rc = cc_wanda_rows_shared(cc, W, rows, cols, sqrt_scaler, k);
+      if (shared_rc < 0 && shared_rc != KG_ERR_UNSUPPORTED) return shared_rc;
+    }
+    if (k > 0 && shared_rc == KG_ERR_UNSUPPORTED) {
       k_wanda_rows<<<(unsigned)rows, ROW_THREADS, 0, cc->stream>>>(W, cols, sqrt_scaler, k);
       CC_LAUNCHED();
     }
@@ -234,9 +248,10 @@ done:
   return rc;
 }
 
-extern "C" int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits) {
+extern "C" int kg_cc_zero_bitmask(kg_cc *cc, const float *W, int64_t n, uint32_t *bits, unsigned long long *count) {
   int rc = KG_OK;
-  k_zero_bits<<<cc_blocks(n, 256, 4096), 256, 0, cc->stream>>>(W, n, bits);
+  CC_CUDA(cudaMemsetAsync(count, 0, sizeof(*count), cc->stream));
+  k_zero_bits<<<cc_blocks(n, 256, 4096), 256, 0, cc->stream>>>(W, n, bits, count);
   CC_LAUNCHED();
 done:
   return rc;

@@ -96,4 +96,8 @@ done:
   return rc;
 }
 
+/* Wanda's per-row rule with rows held in shared memory (cc_row_select.cu):
+ * KG_ERR_UNSUPPORTED, with nothing launched, where a row does not fit. */
+int cc_wanda_rows_shared(kg_cc *cc, float *W, int64_t rows, int64_t cols, const double *sqrt_scaler, int64_t k);
+
 #endif

@@ -240,24 +240,24 @@ static int next_event_pair(cuda_engine *c, cudaEvent_t *start, cudaEvent_t *stop
   return KG_OK;
 }
 
-static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int into_recon) {
+static int cu_stats_add(kg_engine *e, kg_linear_input in, const float *x, int64_t rows, int samples, int into_recon) {
   cuda_engine *c = cu_of(e);
   cudaEvent_t t0 = NULL, t1 = NULL;
   KG_TRY(next_event_pair(c, &t0, &t1));
   ENG_CUDA(cudaEventRecord(t0, c->cc->stream));
-  KG_TRY(kg_cc_stats_add(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, rows, 1));
+  KG_TRY(kg_cc_stats_add(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, rows, samples));
   ENG_CUDA(cudaEventRecord(t1, c->cc->stream));
   return KG_OK;
 }
 
 static int cu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dtype dtype, int64_t rows,
-                          int into_recon) {
+                          int samples, int into_recon) {
   cuda_engine *c = cu_of(e);
   cudaEvent_t t0 = NULL, t1 = NULL;
   KG_TRY(next_event_pair(c, &t0, &t1));
   ENG_CUDA(cudaEventRecord(t0, c->cc->stream));
   KG_TRY(kg_cc_stats_add16(c->cc, &c->stats[in], into_recon && c->recon[in].d ? &c->recon[in] : NULL, x, dtype,
-                           rows, 1));
+                           rows, samples));
   ENG_CUDA(cudaEventRecord(t1, c->cc->stream));
   return KG_OK;
 }

@@ -3,6 +3,7 @@
  * host master while the device goes on with the next linear. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "compress/cuda/engine_cuda.h"
 
@@ -157,33 +158,36 @@ int cue_is_mask_method(kg_method_kind k) {
 }
 
 /* A mask method only zeroes weights: download the zero bitmask (32x less
- * traffic than the matrix), count it, and queue it for the host master. */
+ * traffic than the matrix) with its zero count, counted on the device, in
+ * one copy, and queue the bitmask for the host master. */
 int cue_download_mask(cuda_engine *c, kg_linear *lin, int64_t n, int64_t *zeros) {
   const int64_t words = (n + 31) / 32;
-  if ((size_t)words > c->bits_cap) {
+  /* the bitmask, padded to 8 bytes, then the 64-bit count */
+  const int64_t padded = (words + 1) / 2 * 2, total = padded + 2;
+  if ((size_t)total > c->bits_cap) {
     kg_cc_free(c->dbits);
     c->dbits = NULL;
     c->bits_cap = 0;
-    KG_TRY(kg_cc_alloc((void **)&c->dbits, (size_t)words * sizeof(uint32_t), "a mask bitmap"));
-    c->bits_cap = (size_t)words;
+    KG_TRY(kg_cc_alloc((void **)&c->dbits, (size_t)total * sizeof(uint32_t), "a mask bitmap"));
+    c->bits_cap = (size_t)total;
   }
   mask_job *j = calloc(1, sizeof(*j));
-  uint32_t *bits = malloc((size_t)words * sizeof(uint32_t));
+  uint32_t *bits = malloc((size_t)total * sizeof(uint32_t));
   if (!j || !bits) {
     free(j);
     free(bits);
     return kg_error(KG_ERR_NOMEM, "out of memory for a mask bitmap");
   }
-  int rc = kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits);
-  if (rc >= 0) rc = kg_cc_download(c->cc, bits, c->dbits, (size_t)words * sizeof(uint32_t));
+  int rc = kg_cc_zero_bitmask(c->cc, c->dW, n, c->dbits, (unsigned long long *)(c->dbits + padded));
+  if (rc >= 0) rc = kg_cc_download(c->cc, bits, c->dbits, (size_t)total * sizeof(uint32_t));
   if (rc < 0) {
     free(j);
     free(bits);
     return rc;
   }
-  int64_t z = 0;
-  for (int64_t i = 0; i < words; i++) z += __builtin_popcount(bits[i]);
-  *zeros = z;
+  unsigned long long z = 0;
+  memcpy(&z, bits + padded, sizeof(z));
+  *zeros = (int64_t)z;
   *j = (mask_job){lin->w, bits, words, NULL};
   post_mask(c, j);
   return KG_OK;

@@ -336,6 +336,22 @@ static void test_masks(kg_cc *cc) {
       int64_t zeros = 0, dz = -1;
       for (int64_t i = 0; i < rows * cols; i++) zeros += ref[i] == 0.0f;
       CHECK_OK(kg_cc_count_zeros(cc, dw, rows * cols, &dz));
+      {
+        /* the bitmask and its device count, as the engine downloads them */
+        const int64_t words = (rows * cols + 31) / 32, padded = (words + 1) / 2 * 2;
+        uint32_t *dbits = NULL, *hbits = xmalloc((size_t)(padded + 2) * sizeof(uint32_t));
+        CHECK_OK(kg_cc_alloc((void **)&dbits, (size_t)(padded + 2) * sizeof(uint32_t), "bits"));
+        CHECK_OK(kg_cc_zero_bitmask(cc, dw, rows * cols, dbits, (unsigned long long *)(dbits + padded)));
+        CHECK_OK(kg_cc_download(cc, hbits, dbits, (size_t)(padded + 2) * sizeof(uint32_t)));
+        int64_t bad = 0;
+        for (int64_t i = 0; i < rows * cols; i++) bad += (int)((hbits[i / 32] >> (i % 32)) & 1u) != (ref[i] == 0.0f);
+        unsigned long long bz = 0;
+        memcpy(&bz, hbits + padded, sizeof(bz));
+        report(bad == 0 && (int64_t)bz == zeros, "zero bitmask and its count", "%lld bits wrong, count %llu of %lld",
+               (long long)bad, bz, (long long)zeros);
+        kg_cc_free(dbits);
+        free(hbits);
+      }
       char name[64];
       snprintf(name, sizeof(name), "%s %s", wanda ? "wanda" : "magnitude",
                cases[k].prune_n ? (cases[k].prune_m == 4 ? "2:4" : cases[k].prune_m == 8 ? "4:8" : "1:3")
@@ -352,6 +368,64 @@ static void test_masks(kg_cc *cc) {
   kg_cc_free(dss);
   free(scaler);
   free(ss);
+}
+
+/* Wanda's per-row rule at wide rows, where the shared-memory kernel runs
+ * (cc_row_select.cu), against the host and the radix kernel: plain scores,
+ * ties, one value everywhere, mostly zeros (the candidate bin overflows down
+ * to one value), scalers over 60 orders of magnitude, rows short enough to be
+ * sorted whole, and rows too wide for shared memory. */
+static void test_wanda_rows(kg_cc *cc) {
+  const struct {
+    const char *name;
+    int64_t rows, cols;
+    int kind; /* 0 gaussian, 1 tied grid, 2 constant, 3 mostly zeros, 4 wild scaler */
+    double sparsity;
+  } cases[] = {
+      {"gaussian 64x4096 s=0.5", 64, 4096, 0, 0.5},    {"gaussian 33x11008 s=0.5", 33, 11008, 0, 0.5},
+      {"tied 40x3000 s=0.5", 40, 3000, 1, 0.5},        {"constant 16x2048 s=0.5", 16, 2048, 2, 0.5},
+      {"70% zeros 24x4096 s=0.5", 24, 4096, 3, 0.5},   {"wild scaler 12x5000 s=0.6", 12, 5000, 4, 0.6},
+      {"short rows 20x700 s=0.3", 20, 700, 0, 0.3},    {"too wide 6x30000 s=0.5", 6, 30000, 0, 0.5},
+  };
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    const int64_t rows = cases[c].rows, cols = cases[c].cols, n = rows * cols;
+    const size_t bytes = (size_t)n * sizeof(float);
+    float *w = cases[c].kind == 1 ? tied_weights(rows, cols) : xmalloc(bytes);
+    double *scaler = xmalloc((size_t)cols * sizeof(double)), *ss = xmalloc((size_t)cols * sizeof(double));
+    for (int64_t i = 0; i < n && cases[c].kind != 1; i++) {
+      const int kind = cases[c].kind;
+      w[i] = kind == 2 ? 0.25f : kind == 3 && uni() < 0.7 ? 0.0f : 0.05f * gauss();
+    }
+    for (int64_t j = 0; j < cols; j++) {
+      const int kind = cases[c].kind;
+      scaler[j] = kind == 2 ? 1.0 : kind == 4 ? pow(10.0, 60.0 * uni() - 30.0) : 0.5 + uni();
+      ss[j] = sqrt(scaler[j]);
+    }
+    float *ref = xmalloc(bytes), *got = xmalloc(bytes);
+    memcpy(ref, w, bytes);
+    const kg_prune_opts opts = {cases[c].sparsity, 0, 0, 0};
+    CHECK_OK(kg_wanda_prune(ref, rows, cols, scaler, &opts, NULL));
+    double *dss = (double *)dev_copy(ss, (size_t)cols * sizeof(double));
+    for (int radix = 0; radix < 2; radix++) {
+      if (radix) setenv("KG_CC_WANDA_SELECT", "radix", 1);
+      float *dw = dev_copy(w, bytes);
+      CHECK_OK(kg_cc_wanda_prune(cc, dw, rows, cols, dss, &opts));
+      CHECK_OK(kg_cc_sync(cc));
+      host_copy(got, dw, bytes);
+      unsetenv("KG_CC_WANDA_SELECT");
+      const int64_t diff = count_diff(ref, got, n);
+      char name[96];
+      snprintf(name, sizeof(name), "wanda rows %s (%s kernel)", cases[c].name, radix ? "radix" : "default");
+      report(diff == 0, name, "%lld of %lld weights differ from the host", (long long)diff, (long long)n);
+      kg_cc_free(dw);
+    }
+    kg_cc_free(dss);
+    free(w);
+    free(scaler);
+    free(ss);
+    free(ref);
+    free(got);
+  }
 }
 
 /* A calibration Gram (float64 sums, then the fp32 values the device keeps)
@@ -556,7 +630,7 @@ static void test_recon(kg_cc *cc) {
   kg_recon_error(W, zeros, rows, cols, G, &ref_base);
   float *dW = dev_copy(W, bytes), *dW2 = dev_copy(W2, bytes), *dG = dev_copy(G32, (size_t)(cols * cols) * sizeof(float));
   CHECK_OK(kg_cc_recon_error(cc, dW, dW2, rows, cols, dG, &err, &base));
-  report(fabs(err / ref_err - 1) < 5e-3 && fabs(base / ref_base - 1) < 5e-3, "reconstruction error (TF32)",
+  report(fabs(err / ref_err - 1) < 5e-3 && fabs(base / ref_base - 1) < 5e-3, "reconstruction error (fp16 products)",
          "err %.6g vs %.6g, base %.6g vs %.6g", err, ref_err, base, ref_base);
   kg_cc_free(dW);
   kg_cc_free(dW2);
@@ -617,6 +691,67 @@ static void bench(kg_cc *cc) {
          1e3 * block_total, 32 * block_total);
 }
 
+/* Wanda's device steps at LLaMA-2-7B shapes: the row select (both kernels),
+ * the zero bitmask with its download, and the recon error of the result. */
+static void bench_wanda(kg_cc *cc) {
+  const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+  const char *names[] = {"q/k/v/o 4096x4096", "gate/up 11008x4096", "down 4096x11008"};
+  const int per_block[] = {4, 2, 1};
+  double total[3] = {0, 0, 0};
+  for (int s = 0; s < 3; s++) {
+    const int64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+    const size_t bytes = (size_t)n * sizeof(float);
+    float *hw = xmalloc(bytes), *W0 = NULL, *W = NULL, *G = NULL;
+    double *ss = xmalloc((size_t)cols * sizeof(double)), *dss = NULL;
+    uint32_t *bits = NULL, *hbits = xmalloc((size_t)(n / 32 + 4) * sizeof(uint32_t));
+    for (int64_t i = 0; i < n; i++) hw[i] = 0.02f * gauss();
+    for (int64_t j = 0; j < cols; j++) ss[j] = sqrt(0.5 + 4.0 * uni());
+    W0 = dev_copy(hw, bytes);
+    dss = (double *)dev_copy(ss, (size_t)cols * sizeof(double));
+    kg_cc_alloc((void **)&W, bytes, "W");
+    kg_cc_alloc((void **)&bits, (size_t)(n / 32 + 4) * sizeof(uint32_t), "bits");
+    kg_cc_alloc((void **)&G, (size_t)(cols * cols) * sizeof(float), "G");
+    cudaMemset(G, 0, (size_t)(cols * cols) * sizeof(float));
+    const kg_prune_opts opts = {0.5, 0, 0, 0};
+    double t_sel[2] = {0, 0}, t_bits = 0, t_recon = 0;
+    for (int rep = 0; rep < 3; rep++)
+      for (int radix = 0; radix < 2; radix++) {
+        if (radix) setenv("KG_CC_WANDA_SELECT", "radix", 1);
+        cudaMemcpy(W, W0, bytes, cudaMemcpyDeviceToDevice);
+        CHECK_OK(kg_cc_sync(cc));
+        double t0 = kg_now();
+        CHECK_OK(kg_cc_wanda_prune(cc, W, rows, cols, dss, &opts));
+        CHECK_OK(kg_cc_sync(cc));
+        if (rep) t_sel[radix] += (kg_now() - t0) / 2;
+        unsetenv("KG_CC_WANDA_SELECT");
+        if (radix) continue;
+        t0 = kg_now();
+        CHECK_OK(kg_cc_zero_bitmask(cc, W, n, bits, (unsigned long long *)(bits + n / 32 + 2)));
+        CHECK_OK(kg_cc_download(cc, hbits, bits, (size_t)(n / 32 + 4) * sizeof(uint32_t)));
+        if (rep) t_bits += (kg_now() - t0) / 2;
+        double err = 0, base = 0;
+        t0 = kg_now();
+        CHECK_OK(kg_cc_recon_error(cc, W0, W, rows, cols, G, &err, &base));
+        if (rep) t_recon += (kg_now() - t0) / 2;
+      }
+    printf("BENCH wanda %-20s select %.2f ms (radix kernel %.2f ms), bitmask + download %.2f ms, recon error %.2f ms\n",
+           names[s], 1e3 * t_sel[0], 1e3 * t_sel[1], 1e3 * t_bits, 1e3 * t_recon);
+    total[0] += per_block[s] * t_sel[0];
+    total[1] += per_block[s] * (t_bits + t_recon);
+    total[2] += per_block[s] * t_sel[1];
+    kg_cc_free(W0);
+    kg_cc_free(W);
+    kg_cc_free(G);
+    kg_cc_free(bits);
+    kg_cc_free(dss);
+    free(hw);
+    free(ss);
+    free(hbits);
+  }
+  printf("BENCH wanda x32 LLaMA-2-7B blocks: select %.3f s (radix kernel %.3f s), bitmask + download + recon %.3f s\n",
+         32 * total[0], 32 * total[2], 32 * total[1]);
+}
+
 int main(int argc, char **argv) {
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -640,6 +775,7 @@ int main(int argc, char **argv) {
   test_stats16(cc, KG_DT_F16, 2050, 70);
   if (!use_mpi) printf("SKIP NCCL team of one (KG_TEST_NO_MPI)\n");
   test_masks(cc);
+  test_wanda_rows(cc);
   const solve_case cases[] = {
       {"sparsegpt s=0.5 (partial last block)", 150, 300, 0, 0.5, 0, 0, 0, 0, 0},
       {"sparsegpt s=0.6 with dead columns", 96, 256, 3, 0.6, 0, 0, 0, 0, 0},
@@ -652,7 +788,10 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) test_solver(cc, &cases[i]);
   test_damping_retry(cc);
   test_recon(cc);
-  if (argc > 1 && !strcmp(argv[1], "--bench")) bench(cc);
+  if (argc > 1 && !strcmp(argv[1], "--bench")) {
+    bench(cc);
+    bench_wanda(cc);
+  }
   kg_cc_team_release_all();
   kg_cc_destroy(cc);
   if (use_mpi) MPI_Finalize();

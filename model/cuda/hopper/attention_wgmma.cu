@@ -364,6 +364,129 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 #endif
 }
 
+#ifdef KG_HAVE_WGMMA_DEVICE
+/* mbarrier and named-barrier wrappers for the decoupled kernel below. */
+__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+/* Spins until the phase of the given parity has completed. */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred ready;\n"
+      "mbar_wait_retry:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], %1;\n"
+      "@!ready bra mbar_wait_retry;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+/* Arrives on bar once this thread's earlier cp.async copies have landed. */
+__device__ __forceinline__ void cp_async_arrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void named_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void named_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+#endif
+
+/* The two warpgroups decoupled: K/V tiles go through STAGES buffers whose
+ * "full" mbarriers complete when every thread's cp.async copies have landed
+ * and whose "empty" mbarriers complete when both warpgroups are done with
+ * them, so a warpgroup may run up to STAGES - 1 tiles ahead of the other
+ * instead of meeting it at a __syncthreads every tile. With PP the
+ * warpgroups also take turns issuing S = Q K^T (named barriers 1 and 2,
+ * FlashAttention-3's ping-pong), so one's softmax runs while the other's
+ * products do. Each thread refills the stage of tile t - 1 after finishing
+ * tile t, so the refill never waits on the warpgroup behind for long. */
+template <int D, int BN, int STAGES, bool PP>
+__global__ void __launch_bounds__(256, 1)
+    k_flash_wgmma_async(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
+                        const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
+                        float scale_log2) {
+#ifdef KG_HAVE_WGMMA_DEVICE
+  using C = wg_cfg<D, BN, 2>;
+  extern __shared__ unsigned char smem_raw[];
+  wg_tile w;
+  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
+  w.sK = w.sQ + C::Q_BYTES;
+  const uint32_t bars = w.sK + STAGES * 2 * C::KV_BYTES;
+  const int tile = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, s = blockIdx.z;
+  const int kvh = h / (p.n_heads / p.n_kv_heads);
+  const int lane = threadIdx.x % 32;
+  w.wg = threadIdx.x / 128;
+  w.warp = (threadIdx.x / 32) % 4;
+  w.g = lane / 4;
+  w.t4 = lane % 4;
+  w.m0 = tile * C::BM;
+  w.wrow0 = w.m0 + w.wg * 64 + w.warp * 16;
+  w.q_pos0 = p.pos0 + w.wrow0 + w.g;
+  w.wg_last_pos = p.pos0 + w.m0 + w.wg * 64 + 63;
+  w.kv_total = p.pos0 + p.T;
+
+  const __nv_bfloat16 *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const __nv_bfloat16 *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  const __nv_bfloat16 *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  __nv_bfloat16 *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
+  const int n_tiles = (kv_end + BN - 1) / BN;
+  /* tiles each warpgroup reads; warpgroup 0's are a prefix of 1's */
+  const int my_tiles = min(n_tiles, w.wg_last_pos / BN + 1);
+  const int shared_tiles = min(n_tiles, (p.pos0 + w.m0 + 63) / BN + 1);
+  auto kst = [&](int t) { return w.sK + (uint32_t)(t % STAGES) * 2 * C::KV_BYTES; };
+  auto full = [&](int t) { return bars + 8u * (uint32_t)(t % STAGES); };
+  auto empty = [&](int t) { return bars + 8u * (uint32_t)(STAGES + t % STAGES); };
+  auto load_tile = [&](int t) {
+    const int valid = min(BN, w.kv_total - t * BN);
+    load_sw128<D, BN, C::THREADS>(kst(t), kb, p.kv_width, t * BN, valid);
+    load_sw128<D, BN, C::THREADS>(kst(t) + C::KV_BYTES, vb, p.kv_width, t * BN, valid);
+    cp_async_arrive(full(t));
+  };
+
+  if (threadIdx.x == 0)
+    for (int st = 0; st < STAGES; st++) {
+      mbar_init(full(st), C::THREADS);
+      mbar_init(empty(st), C::THREADS);
+    }
+  load_sw128<D, C::BM, C::THREADS>(w.sQ, qb, p.q_stride, w.m0, min(C::BM, p.T - w.m0));
+  cp_async_commit_wg();
+  tiles_ready(); /* Q, and the barriers' initialization, seen by all */
+  for (int t = 0; t < STAGES && t < n_tiles; t++) load_tile(t);
+
+  float o[D / 2], sc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+  if (PP && w.wg == 1) named_arrive(1); /* warpgroup 0 issues first */
+  for (int t = 0; t < n_tiles; t++) {
+    if (t < my_tiles) {
+      mbar_wait(full(t), (unsigned)(t / STAGES) & 1u);
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      const bool turns = PP && t < shared_tiles;
+      if (turns) named_sync(1 + w.wg);
+      issue_qk<D, BN, 2>(sc, w, kst(t));
+      if (turns && !(w.wg == 1 && t == shared_tiles - 1)) named_arrive(2 - w.wg);
+      wgmma_wait_all();
+      fence_regs<BN / 2>(sc);
+      online_softmax<D, BN>(sc, o, m_run, l_run, w, t * BN, p.pos0, scale_log2);
+      issue_pv<D, BN>(o, sc, kst(t) + C::KV_BYTES);
+      wgmma_wait_all();
+      fence_regs<D / 2>(o);
+    }
+    mbar_arrive(empty(t));
+    if (t >= 1 && t - 1 + STAGES < n_tiles) {
+      mbar_wait(empty(t - 1), (unsigned)((t - 1) / STAGES) & 1u);
+      load_tile(t - 1 + STAGES);
+    }
+  }
+  store_rows<D>(o, l_run, w, p.T, p.q_stride, ob);
+#endif
+}
+
 /* 1: the device runs this file's sm_90a code; 2: it does not. */
 static int wgmma_available(kg_cuda_impl *c) {
   if (c->wgmma_state) return c->wgmma_state == 1;
@@ -407,12 +530,37 @@ static int launch(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_par
   return KG_OK;
 }
 
+template <int D, int BN, int STAGES, bool PP>
+static int launch_async(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
+  using C = wg_cfg<D, BN, 2>;
+  constexpr int SMEM = C::Q_BYTES + STAGES * 2 * C::KV_BYTES + 1024 + 16 * STAGES;
+  auto kernel = k_flash_wgmma_async<D, BN, STAGES, PP>;
+  static bool configured = false; /* per instantiation */
+  if (!configured) {
+    KG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+    configured = true;
+  }
+  dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
+  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
+  kernel<<<grid, C::THREADS, SMEM, c->ctx.stream>>>((const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache,
+                                                   (const __nv_bfloat16 *)a->v_cache, (__nv_bfloat16 *)a->out, *p,
+                                                   scale_log2);
+  KG_CUDA_LAUNCHED("wgmma attention (decoupled warpgroups)");
+  return KG_OK;
+}
+
 /* Variants (KG_CUDA_ATTN_VARIANT): 9, 10: two warpgroups, 64- and 128-key
  * tiles; 11, 12: the same pipelined; 13: as 9 with two CTAs an SM; 14: one
- * warpgroup (64 rows), 64-key tiles, two CTAs an SM; 15: 14 pipelined. */
+ * warpgroup (64 rows), 64-key tiles, two CTAs an SM; 15: 14 pipelined;
+ * 16-18: decoupled warpgroups (mbarrier stages): 16 = 64-key tiles, 3
+ * stages, ping-pong; 17 = 16 without ping-pong; 18 = 128-key tiles, 2
+ * stages, ping-pong. */
 template <int D>
 static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant) {
   switch (variant) {
+  case 16: return launch_async<D, 64, 3, true>(c, a, p);
+  case 17: return launch_async<D, 64, 3, false>(c, a, p);
+  case 18: return launch_async<D, 128, 2, true>(c, a, p);
   case 9: return launch<D, 64, false, 2, 1>(c, a, p);
   case 11: return launch<D, 64, true, 2, 1>(c, a, p);
   case 12: return launch<D, 128, true, 2, 1>(c, a, p);

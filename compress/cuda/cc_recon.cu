@@ -1,13 +1,19 @@
 /* Reconstruction error on the device: trace(D G D^T) summed over row chunks,
- * each chunk one fp16 tensor-core GEMM T = D G and a float64 dot product of
- * D and T. G and each chunk are packed to fp16 with a power-of-two scale
- * (kg_cc_pack16), which keeps TF32's 11 significant bits at twice its rate;
- * the dot product divides the scales back out, exactly. */
+ * each chunk one tensor-core GEMM T = D G and a float64 dot product of D and
+ * T. Where G is small, G and each chunk are packed to fp16 with a
+ * power-of-two scale (kg_cc_pack16), which keeps TF32's 11 significant bits
+ * at twice its rate, and the dot product divides the scales back out,
+ * exactly; wider inputs use TF32 on G itself. */
 #include <string.h>
 
 #include "compress/cuda/cc_internal.cuh"
 
 #define DOT_BLOCKS 256
+#define RECON_HALF_G_BYTES ((size_t)40 << 20) /* up to 4096 columns and a little more */
+
+__global__ void k_set_ones(float *x, int n) {
+  if ((int)threadIdx.x < n) x[threadIdx.x] = 1.0f;
+}
 
 __global__ void k_diff(const float *a, const float *b, int64_t n, float *out) {
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -51,16 +57,25 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
   if (rc_rows < 1) rc_rows = 1;
   if (rc_rows > rows) rc_rows = rows;
   const size_t chunk_n = (size_t)(rc_rows * cols);
+  /* An fp16 copy of G only where it is small: a wide input's copy (242 MB at
+   * 11008 columns) would sit in scratch and raise SparseGPT's peak memory
+   * above the reference's; there TF32 reads G as it is, at half the rate. */
+  const int half = (size_t)(cols * cols) * sizeof(uint16_t) <= RECON_HALF_G_BYTES;
   /* fp32 difference, fp32 product, fp16 chunk */
   CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, chunk_n * (2 * sizeof(float) + sizeof(uint16_t)), (void **)&chunk));
   prod = chunk + chunk_n;
   a16 = (uint16_t *)(prod + chunk_n);
-  CC_TRY(cc_scratch(cc, CC_SCRATCH_HALF, (size_t)(cols * cols) * sizeof(uint16_t), (void **)&g16));
   /* partials, the two sums, then the scales of G and of the chunk */
   CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (DOT_BLOCKS + 3) * sizeof(double), (void **)&sums));
   scales = (float *)(sums + DOT_BLOCKS + 2);
   CC_CUDA(cudaMemsetAsync(sums + DOT_BLOCKS, 0, 2 * sizeof(double), cc->stream));
-  CC_TRY(kg_cc_pack16(cc, G, cols * cols, g16, scales));
+  if (half) {
+    CC_TRY(cc_scratch(cc, CC_SCRATCH_HALF, (size_t)(cols * cols) * sizeof(uint16_t), (void **)&g16));
+    CC_TRY(kg_cc_pack16(cc, G, cols * cols, g16, scales));
+  } else {
+    k_set_ones<<<1, 32, 0, cc->stream>>>(scales, 2);
+    CC_LAUNCHED();
+  }
   {
     const float one = 1.0f, zero = 0.0f;
     for (int64_t r0 = 0; r0 < rows; r0 += rc_rows) {
@@ -73,11 +88,17 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
           CC_LAUNCHED();
           A = chunk;
         }
-        CC_TRY(kg_cc_pack16(cc, A, n, a16, scales + 1));
         /* row-major A [k, cols] times symmetric G: column-major G * A^T */
-        CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, g16, CUDA_R_16F,
-                               (int)cols, a16, CUDA_R_16F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
-                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (half) {
+          CC_TRY(kg_cc_pack16(cc, A, n, a16, scales + 1));
+          CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, g16,
+                                 CUDA_R_16F, (int)cols, a16, CUDA_R_16F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else {
+          CC_CUBLAS(cublasGemmEx(cc->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)cols, (int)k, (int)cols, &one, G, CUDA_R_32F,
+                                 (int)cols, A, CUDA_R_32F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
+                                 CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+        }
         k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, scales, scales + 1, sums);
         CC_LAUNCHED();
         k_dot_finish<<<1, 1, 0, cc->stream>>>(sums, DOT_BLOCKS, sums + DOT_BLOCKS + which);

@@ -612,10 +612,10 @@ static void test_damping_retry(kg_cc *cc) {
   free(H);
 }
 
-static void test_recon(kg_cc *cc) {
-  const int64_t rows = 130, cols = 210;
+/* Narrow inputs take fp16 products, wide ones (G over 40 MiB in fp16) TF32. */
+static void test_recon(kg_cc *cc, int64_t rows, int64_t cols, int64_t tokens, const char *name) {
   double *H = NULL;
-  float *G32 = make_gram(cols, 500, 1, 0, &H);
+  float *G32 = make_gram(cols, tokens, 1, 0, &H);
   double *G = xmalloc((size_t)(cols * cols) * sizeof(double));
   for (int64_t i = 0; i < cols * cols; i++) G[i] = G32[i];
   const size_t bytes = (size_t)(rows * cols) * sizeof(float);
@@ -630,7 +630,7 @@ static void test_recon(kg_cc *cc) {
   kg_recon_error(W, zeros, rows, cols, G, &ref_base);
   float *dW = dev_copy(W, bytes), *dW2 = dev_copy(W2, bytes), *dG = dev_copy(G32, (size_t)(cols * cols) * sizeof(float));
   CHECK_OK(kg_cc_recon_error(cc, dW, dW2, rows, cols, dG, &err, &base));
-  report(fabs(err / ref_err - 1) < 5e-3 && fabs(base / ref_base - 1) < 5e-3, "reconstruction error (fp16 products)",
+  report(fabs(err / ref_err - 1) < 5e-3 && fabs(base / ref_base - 1) < 5e-3, name,
          "err %.6g vs %.6g, base %.6g vs %.6g", err, ref_err, base, ref_base);
   kg_cc_free(dW);
   kg_cc_free(dW2);
@@ -787,7 +787,8 @@ int main(int argc, char **argv) {
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) test_solver(cc, &cases[i]);
   test_damping_retry(cc);
-  test_recon(cc);
+  test_recon(cc, 130, 210, 500, "reconstruction error (fp16 products)");
+  test_recon(cc, 24, 4700, 96, "reconstruction error (TF32, wide input)");
   if (argc > 1 && !strcmp(argv[1], "--bench")) {
     bench(cc);
     bench_wanda(cc);

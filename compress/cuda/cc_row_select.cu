@@ -25,26 +25,6 @@ __device__ __forceinline__ unsigned long long rs_key(const float *w, const doubl
 
 __device__ __forceinline__ int rs_bitlen(unsigned long long x) { return x ? 64 - __clzll(x) : 0; }
 
-/* Exclusive prefix sum of v over the block; tot receives the block total. */
-__device__ long long rs_scan(long long v, long long *warp_tot, long long *tot) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  long long x = v;
-  for (int o = 1; o < 32; o <<= 1) {
-    const long long y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  if (lane == 31) warp_tot[warp] = x;
-  __syncthreads();
-  long long before = 0, all = 0;
-  for (int w = 0; w < RS_THREADS / 32; w++) {
-    if (w < warp) before += warp_tot[w];
-    all += warp_tot[w];
-  }
-  __syncthreads();
-  *tot = all;
-  return before + x - v;
-}
-
 /* One block a row; dynamic shared memory: cols keys, then RS_CAP candidate
  * keys and RS_CAP candidate columns. */
 __global__ void __launch_bounds__(RS_THREADS) k_wanda_rows_shared(float *W, int cols, const double *ss, int k) {
@@ -102,7 +82,7 @@ __global__ void __launch_bounds__(RS_THREADS) k_wanda_rows_shared(float *W, int 
     const int per = RS_BINS / RS_THREADS, b0 = threadIdx.x * per;
     long long own = 0, tot = 0;
     for (int b = 0; b < per; b++) own += hist[b0 + b];
-    long long cum = rs_scan(own, warp_tot, &tot);
+    long long cum = cc_block_exclusive_scan<RS_THREADS>(own, warp_tot, &tot);
     const long long r = s_r;
     __syncthreads();
     if (r >= cum && r < cum + own) {
@@ -131,7 +111,7 @@ __global__ void __launch_bounds__(RS_THREADS) k_wanda_rows_shared(float *W, int 
     const int j0 = threadIdx.x * chunk, j1 = j0 + chunk < cols ? j0 + chunk : cols;
     long long eq = 0, tot = 0;
     for (int j = j0; j < j1; j++) eq += keys[j] == lo;
-    long long before = rs_scan(eq, warp_tot, &tot);
+    long long before = cc_block_exclusive_scan<RS_THREADS>(eq, warp_tot, &tot);
     for (int j = j0; j < j1; j++) {
       const unsigned long long key = keys[j];
       if (key < lo) {

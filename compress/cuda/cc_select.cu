@@ -51,22 +51,6 @@ __global__ void k_nm(float *W, int64_t rows, int64_t cols, int n, int m, const d
 
 #define ROW_THREADS 256
 
-/* Exclusive prefix sum of v over the block (ROW_THREADS threads). */
-__device__ long long block_exclusive_scan(long long v, long long *warp_tot) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  long long x = v;
-  for (int o = 1; o < 32; o <<= 1) {
-    const long long y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  if (lane == 31) warp_tot[warp] = x;
-  __syncthreads();
-  long long before = 0;
-  for (int w = 0; w < warp; w++) before += warp_tot[w];
-  __syncthreads();
-  return before + x - v;
-}
-
 __device__ __forceinline__ unsigned long long wanda_key(const float *w, const double *ss, int64_t j) {
   return (unsigned long long)__double_as_longlong(fabs((double)w[j]) * ss[j]);
 }
@@ -125,7 +109,8 @@ __global__ void __launch_bounds__(ROW_THREADS) k_wanda_rows(float *W, int64_t co
   const int64_t j0 = threadIdx.x * chunk, j1 = j0 + chunk < cols ? j0 + chunk : cols;
   long long eq = 0;
   for (int64_t j = j0; j < j1; j++) eq += wanda_key(w, ss, j) == v;
-  long long before = block_exclusive_scan(eq, warp_tot);
+  long long tot = 0;
+  long long before = cc_block_exclusive_scan<ROW_THREADS>(eq, warp_tot, &tot);
   for (int64_t j = j0; j < j1; j++) {
     const unsigned long long key = wanda_key(w, ss, j);
     if (key < v) {

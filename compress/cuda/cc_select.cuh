@@ -96,6 +96,28 @@ done:
   return rc;
 }
 
+/* Exclusive prefix sum of v over a block of THREADS threads (all must call);
+ * warp_tot is shared scratch of THREADS / 32; *tot receives the block total. */
+template <int THREADS>
+__device__ long long cc_block_exclusive_scan(long long v, long long *warp_tot, long long *tot) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  long long x = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const long long y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) warp_tot[warp] = x;
+  __syncthreads();
+  long long before = 0, all = 0;
+  for (int w = 0; w < THREADS / 32; w++) {
+    if (w < warp) before += warp_tot[w];
+    all += warp_tot[w];
+  }
+  __syncthreads();
+  *tot = all;
+  return before + x - v;
+}
+
 /* Wanda's per-row rule with rows held in shared memory (cc_row_select.cu):
  * KG_ERR_UNSUPPORTED, with nothing launched, where a row does not fit. */
 int cc_wanda_rows_shared(kg_cc *cc, float *W, int64_t rows, int64_t cols, const double *sqrt_scaler, int64_t k);

@@ -92,6 +92,11 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t addr, uint32_t lbo, uint
          (1ull << 62);
 }
 
+template <int N> __device__ __forceinline__ void zero_regs(float *r) {
+#pragma unroll
+  for (int i = 0; i < N; i++) r[i] = 0.0f;
+}
+
 /* Keeps the compiler from moving reads or writes of accumulator registers
  * across the asynchronous wgmma that owns them. */
 template <int N> __device__ __forceinline__ void fence_regs(float *r) {
@@ -255,6 +260,35 @@ __device__ __forceinline__ void tiles_ready() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   __syncthreads();
 }
+/* The CTA's place in the grid (the longest query tiles start first) and
+ * this thread's in its warpgroup; Q/K/V/O advanced to the sequence and head. */
+struct wg_bases {
+  const __nv_bfloat16 *q, *k, *v;
+  __nv_bfloat16 *o;
+};
+template <int D, int BM>
+__device__ __forceinline__ wg_bases wg_setup(wg_tile &w, const __nv_bfloat16 *Q, const __nv_bfloat16 *K,
+                                             const __nv_bfloat16 *V, __nv_bfloat16 *O, const kg_attn_params &p) {
+  const int tile = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, s = blockIdx.z;
+  const int kvh = h / (p.n_heads / p.n_kv_heads);
+  const int lane = threadIdx.x % 32;
+  w.wg = threadIdx.x / 128;
+  w.warp = (threadIdx.x / 32) % 4;
+  w.g = lane / 4;
+  w.t4 = lane % 4;
+  w.m0 = tile * BM;
+  w.wrow0 = w.m0 + w.wg * 64 + w.warp * 16;
+  w.q_pos0 = p.pos0 + w.wrow0 + w.g;
+  w.wg_last_pos = p.pos0 + w.m0 + w.wg * 64 + 63;
+  w.kv_total = p.pos0 + p.T;
+  wg_bases b;
+  b.q = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  b.k = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  b.v = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
+  b.o = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  return b;
+}
 #endif
 
 /* PIPE: the warpgroup issues S for the next key tile before it runs the
@@ -274,24 +308,9 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
   w.sK = w.sQ + C::Q_BYTES;
   w.sV = w.sK + 2 * C::KV_BYTES;
-  const int tile = gridDim.x - 1 - blockIdx.x; /* the longest tiles start first */
-  const int h = blockIdx.y, s = blockIdx.z;
-  const int kvh = h / (p.n_heads / p.n_kv_heads);
-  const int lane = threadIdx.x % 32;
-  w.wg = threadIdx.x / 128;
-  w.warp = (threadIdx.x / 32) % 4;
-  w.g = lane / 4;
-  w.t4 = lane % 4;
-  w.m0 = tile * C::BM;
-  w.wrow0 = w.m0 + w.wg * 64 + w.warp * 16;
-  w.q_pos0 = p.pos0 + w.wrow0 + w.g;
-  w.wg_last_pos = p.pos0 + w.m0 + w.wg * 64 + 63;
-  w.kv_total = p.pos0 + p.T;
-
-  const __nv_bfloat16 *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
-  const __nv_bfloat16 *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
-  const __nv_bfloat16 *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
-  __nv_bfloat16 *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
+  const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
+  __nv_bfloat16 *ob = b.o;
   const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
   const int n_tiles = (kv_end + BN - 1) / BN;
   auto kbuf = [&](int t) { return w.sK + (t & 1) * C::KV_BYTES; };
@@ -306,10 +325,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   cp_async_commit_wg();
 
   float o[D / 2], sc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+  zero_regs<D / 2>(o);
+  zero_regs<BN / 2>(sc);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
   if constexpr (PIPE) {
@@ -411,24 +428,9 @@ __global__ void __launch_bounds__(256, 1)
   w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
   w.sK = w.sQ + C::Q_BYTES;
   const uint32_t bars = w.sK + STAGES * 2 * C::KV_BYTES;
-  const int tile = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, s = blockIdx.z;
-  const int kvh = h / (p.n_heads / p.n_kv_heads);
-  const int lane = threadIdx.x % 32;
-  w.wg = threadIdx.x / 128;
-  w.warp = (threadIdx.x / 32) % 4;
-  w.g = lane / 4;
-  w.t4 = lane % 4;
-  w.m0 = tile * C::BM;
-  w.wrow0 = w.m0 + w.wg * 64 + w.warp * 16;
-  w.q_pos0 = p.pos0 + w.wrow0 + w.g;
-  w.wg_last_pos = p.pos0 + w.m0 + w.wg * 64 + 63;
-  w.kv_total = p.pos0 + p.T;
-
-  const __nv_bfloat16 *qb = Q + (size_t)s * p.T * p.q_stride + (size_t)h * D;
-  const __nv_bfloat16 *kb = K + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
-  const __nv_bfloat16 *vb = V + (size_t)s * p.kv_stride * p.kv_width + (size_t)kvh * D;
-  __nv_bfloat16 *ob = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
+  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
+  const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
+  __nv_bfloat16 *ob = b.o;
   const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
   const int n_tiles = (kv_end + BN - 1) / BN;
   /* tiles each warpgroup reads; warpgroup 0's are a prefix of 1's */
@@ -455,10 +457,8 @@ __global__ void __launch_bounds__(256, 1)
   for (int t = 0; t < STAGES && t < n_tiles; t++) load_tile(t);
 
   float o[D / 2], sc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+  zero_regs<D / 2>(o);
+  zero_regs<BN / 2>(sc);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
   if (PP && w.wg == 1) named_arrive(1); /* warpgroup 0 issues first */
@@ -512,41 +512,40 @@ static int wgmma_available(kg_cuda_impl *c) {
   return c->wgmma_state == 1;
 }
 
+/* Launches kernel over (query tiles of BM rows, heads, sequences) with smem
+ * bytes of dynamic shared memory; *configured tells whether this kernel's
+ * shared-memory limit was raised already. */
+template <typename Kernel>
+static int launch_kernel(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, Kernel kernel, int BM,
+                         int threads, int smem, bool *configured, const char *what) {
+  if (!*configured) {
+    KG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    *configured = true;
+  }
+  dim3 grid((unsigned)((a->T + BM - 1) / BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
+  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)a->head_dim));
+  kernel<<<grid, threads, smem, c->ctx.stream>>>((const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache,
+                                                (const __nv_bfloat16 *)a->v_cache, (__nv_bfloat16 *)a->out, *p,
+                                                scale_log2);
+  KG_CUDA_LAUNCHED(what);
+  return KG_OK;
+}
+
 template <int D, int BN, bool PIPE, int NWG, int MINB>
 static int launch(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
   using C = wg_cfg<D, BN, NWG>;
-  auto kernel = k_flash_wgmma<D, BN, PIPE, NWG, MINB>;
   static bool configured = false; /* per instantiation */
-  if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
-    configured = true;
-  }
-  dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
-  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  kernel<<<grid, C::THREADS, C::SMEM, c->ctx.stream>>>((const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache,
-                                                     (const __nv_bfloat16 *)a->v_cache, (__nv_bfloat16 *)a->out, *p,
-                                                     scale_log2);
-  KG_CUDA_LAUNCHED("wgmma attention");
-  return KG_OK;
+  return launch_kernel(c, a, p, k_flash_wgmma<D, BN, PIPE, NWG, MINB>, C::BM, C::THREADS, C::SMEM, &configured,
+                       "wgmma attention");
 }
 
 template <int D, int BN, int STAGES, bool PP>
 static int launch_async(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
   using C = wg_cfg<D, BN, 2>;
-  constexpr int SMEM = C::Q_BYTES + STAGES * 2 * C::KV_BYTES + 1024 + 16 * STAGES;
-  auto kernel = k_flash_wgmma_async<D, BN, STAGES, PP>;
-  static bool configured = false; /* per instantiation */
-  if (!configured) {
-    KG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
-    configured = true;
-  }
-  dim3 grid((unsigned)((a->T + C::BM - 1) / C::BM), (unsigned)a->n_heads, (unsigned)a->n_seq);
-  const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-  kernel<<<grid, C::THREADS, SMEM, c->ctx.stream>>>((const __nv_bfloat16 *)a->q, (const __nv_bfloat16 *)a->k_cache,
-                                                   (const __nv_bfloat16 *)a->v_cache, (__nv_bfloat16 *)a->out, *p,
-                                                   scale_log2);
-  KG_CUDA_LAUNCHED("wgmma attention (decoupled warpgroups)");
-  return KG_OK;
+  static bool configured = false;
+  return launch_kernel(c, a, p, k_flash_wgmma_async<D, BN, STAGES, PP>, C::BM, C::THREADS,
+                       C::Q_BYTES + STAGES * 2 * C::KV_BYTES + 1024 + 16 * STAGES, &configured,
+                       "wgmma attention (decoupled warpgroups)");
 }
 
 /* Variants (KG_CUDA_ATTN_VARIANT): 9, 10: two warpgroups, 64- and 128-key

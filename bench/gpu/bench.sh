@@ -135,7 +135,7 @@ done
 
 if want solver && [ -x "$KG_BUILD_DIR/tests/test_cuda_compress" ]; then
   kg_log "device solver microbenchmark"
-  timeout 600 "$KG_BUILD_DIR/tests/test_cuda_compress" --bench > "$OUT/solver.log" 2>&1
+  timeout 600 "$KG_BUILD_DIR/tests/bench_cuda_compress" > "$OUT/solver.log" 2>&1
   grep -E "^BENCH|checks failed" "$OUT/solver.log"
 fi
 

@@ -11,16 +11,14 @@
 #define DOT_BLOCKS 256
 #define RECON_HALF_G_BYTES ((size_t)40 << 20) /* up to 4096 columns and a little more */
 
-__global__ void k_set_ones(float *x, int n) {
-  if ((int)threadIdx.x < n) x[threadIdx.x] = 1.0f;
-}
 
 __global__ void k_diff(const float *a, const float *b, int64_t n, float *out) {
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = a[i] - b[i];
 }
 
-/* partial[blockIdx.x] = sum of a[i] * b[i] / (*sa * *sb) over the block's share. */
+/* partial[blockIdx.x] = sum of a[i] * b[i] / (*sa * *sb) over the block's
+ * share; NULL scales are 1. */
 __global__ void k_dot_partial(const float *a, const float *b, int64_t n, const float *sa, const float *sb,
                               double *partial) {
   double acc = 0.0;
@@ -33,7 +31,7 @@ __global__ void k_dot_partial(const float *a, const float *b, int64_t n, const f
   if (threadIdx.x == 0) {
     double t = 0.0;
     for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += w[k];
-    partial[blockIdx.x] = t / ((double)*sa * (double)*sb);
+    partial[blockIdx.x] = sa ? t / ((double)*sa * (double)*sb) : t;
   }
 }
 
@@ -61,8 +59,9 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
    * 11008 columns) would sit in scratch and raise SparseGPT's peak memory
    * above the reference's; there TF32 reads G as it is, at half the rate. */
   const int half = (size_t)(cols * cols) * sizeof(uint16_t) <= RECON_HALF_G_BYTES;
-  /* fp32 difference, fp32 product, fp16 chunk */
-  CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, chunk_n * (2 * sizeof(float) + sizeof(uint16_t)), (void **)&chunk));
+  /* fp32 difference, fp32 product, and the fp16 chunk where used */
+  CC_TRY(cc_scratch(cc, CC_SCRATCH_BLOCK, chunk_n * (2 * sizeof(float) + (half ? sizeof(uint16_t) : 0)),
+                    (void **)&chunk));
   prod = chunk + chunk_n;
   a16 = (uint16_t *)(prod + chunk_n);
   /* partials, the two sums, then the scales of G and of the chunk */
@@ -72,9 +71,6 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
   if (half) {
     CC_TRY(cc_scratch(cc, CC_SCRATCH_HALF, (size_t)(cols * cols) * sizeof(uint16_t), (void **)&g16));
     CC_TRY(kg_cc_pack16(cc, G, cols * cols, g16, scales));
-  } else {
-    k_set_ones<<<1, 32, 0, cc->stream>>>(scales, 2);
-    CC_LAUNCHED();
   }
   {
     const float one = 1.0f, zero = 0.0f;
@@ -99,7 +95,8 @@ extern "C" int kg_cc_recon_error(kg_cc *cc, const float *W0, const float *W1, in
                                  (int)cols, A, CUDA_R_32F, (int)cols, &zero, prod, CUDA_R_32F, (int)cols,
                                  CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
         }
-        k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, scales, scales + 1, sums);
+        k_dot_partial<<<DOT_BLOCKS, 256, 0, cc->stream>>>(A, prod, n, half ? scales : NULL, half ? scales + 1 : NULL,
+                                                          sums);
         CC_LAUNCHED();
         k_dot_finish<<<1, 1, 0, cc->stream>>>(sums, DOT_BLOCKS, sums + DOT_BLOCKS + which);
         CC_LAUNCHED();

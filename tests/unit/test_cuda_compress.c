@@ -6,7 +6,7 @@
  * SparseGPT and GPTQ (mask agreement, weight and loss differences; the same
  * damping retries), and reconstruction errors. Prints one PASS/FAIL line per
  * check with its numbers; exits 77 (skipped) without a CUDA device.
- * `--bench` also times the device sweep at LLaMA-2-7B shapes. */
+ * Timings at LLaMA-2-7B shapes: bench_cuda_compress.c. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -35,51 +35,7 @@ int main(void) {
 #include "io/error.h"
 #include "io/log.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static double uni(void) {
-  uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static float gauss(void) {
-  double u = uni(), v = uni();
-  if (u < 1e-300) u = 1e-300;
-  return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-
-static void *xmalloc(size_t n) {
-  void *p = malloc(n ? n : 1);
-  if (!p) abort();
-  return p;
-}
-
-static void report(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void report(int ok, const char *name, const char *fmt, ...) {
-  va_list ap;
-  printf("%s %-34s ", ok ? "PASS" : "FAIL", name);
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  printf("\n");
-  fflush(stdout);
-  CHECK_MSG(ok, "%s", name);
-}
-
-static float *dev_copy(const void *host, size_t bytes) {
-  void *d = NULL;
-  if (kg_cc_alloc(&d, bytes, "test buffer") < 0 || cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
-    fprintf(stderr, "device copy failed: %s\n", kg_error_message());
-    abort();
-  }
-  return d;
-}
-
-static void host_copy(void *host, const void *dev, size_t bytes) {
-  if (cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) abort();
-}
+#include "cc_testlib.h"
 
 /* Activations with LLaMA-like structure: most columns small, a few large
  * ("massive activation") columns, correlated through a shared factor. */
@@ -643,115 +599,6 @@ static void test_recon(kg_cc *cc, int64_t rows, int64_t cols, int64_t tokens, co
   free(zeros);
 }
 
-/* Device sweep timings at LLaMA-2-7B shapes (random Gram, 50% unstructured). */
-static void bench(kg_cc *cc) {
-  const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-  const char *names[] = {"q/k/v/o 4096x4096", "gate/up 11008x4096", "down 4096x11008"};
-  const int per_block[] = {4, 2, 1};
-  double block_total = 0;
-  for (int s = 0; s < 3; s++) {
-    const int64_t rows = shapes[s][0], cols = shapes[s][1];
-    float *G = NULL, *W = NULL;
-    kg_cc_alloc((void **)&G, (size_t)(cols * cols) * sizeof(float), "G");
-    kg_cc_alloc((void **)&W, (size_t)(rows * cols) * sizeof(float), "W");
-    /* G = diagonal-dominant random-ish: built on the host in float32 rows */
-    float *row = xmalloc((size_t)cols * sizeof(float));
-    for (int64_t i = 0; i < cols; i++) {
-      /* off-diagonal row sums below 1 < diagonal: positive definite */
-      for (int64_t j = 0; j < cols; j++) row[j] = (float)(sin((double)(i * 31 + j * 17)) / (double)cols);
-      row[i] = 10.0f + (float)(i % 5);
-      cudaMemcpy(G + i * cols, row, (size_t)cols * sizeof(float), cudaMemcpyHostToDevice);
-    }
-    float *hw = xmalloc((size_t)(rows * cols) * sizeof(float));
-    for (int64_t i = 0; i < rows * cols; i++) hw[i] = 0.02f * gauss();
-    kg_cc_obs_job job = {.W = W, .rows = rows, .cols = cols, .G = G, .n_samples = 128, .blocksize = 128,
-                         .percdamp = 0.01, .max_damp_retries = 3, .sparsity = 0.5};
-    kg_cc_factor f;
-    memset(&f, 0, sizeof(f));
-    kg_obs_result r;
-    double t_first = 0, t_cached = 0;
-    for (int rep = 0; rep < 3; rep++) {
-      cudaMemcpy(W, hw, (size_t)(rows * cols) * sizeof(float), cudaMemcpyHostToDevice);
-      const double t0 = kg_now();
-      CHECK_OK(kg_cc_obs_sweep(cc, &job, rep == 1 ? NULL : &f, &r));
-      const double t = kg_now() - t0;
-      if (rep == 1) t_first = t;
-      if (rep == 2) t_cached = t;
-    }
-    printf("BENCH sparsegpt %-20s factor+sweep %.1f ms, sweep with cached factor %.1f ms\n", names[s], 1e3 * t_first,
-           1e3 * t_cached);
-    block_total += per_block[s] * t_cached + (s == 1 ? 0 : t_first - t_cached);
-    kg_cc_factor_free(&f);
-    kg_cc_free(G);
-    kg_cc_free(W);
-    free(row);
-    free(hw);
-  }
-  printf("BENCH sparsegpt one LLaMA-2-7B block (7 linears, factor per input) %.1f ms, x32 blocks %.2f s\n",
-         1e3 * block_total, 32 * block_total);
-}
-
-/* Wanda's device steps at LLaMA-2-7B shapes: the row select (both kernels),
- * the zero bitmask with its download, and the recon error of the result. */
-static void bench_wanda(kg_cc *cc) {
-  const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-  const char *names[] = {"q/k/v/o 4096x4096", "gate/up 11008x4096", "down 4096x11008"};
-  const int per_block[] = {4, 2, 1};
-  double total[3] = {0, 0, 0};
-  for (int s = 0; s < 3; s++) {
-    const int64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
-    const size_t bytes = (size_t)n * sizeof(float);
-    float *hw = xmalloc(bytes), *W0 = NULL, *W = NULL, *G = NULL;
-    double *ss = xmalloc((size_t)cols * sizeof(double)), *dss = NULL;
-    uint32_t *bits = NULL, *hbits = xmalloc((size_t)(n / 32 + 4) * sizeof(uint32_t));
-    for (int64_t i = 0; i < n; i++) hw[i] = 0.02f * gauss();
-    for (int64_t j = 0; j < cols; j++) ss[j] = sqrt(0.5 + 4.0 * uni());
-    W0 = dev_copy(hw, bytes);
-    dss = (double *)dev_copy(ss, (size_t)cols * sizeof(double));
-    kg_cc_alloc((void **)&W, bytes, "W");
-    kg_cc_alloc((void **)&bits, (size_t)(n / 32 + 4) * sizeof(uint32_t), "bits");
-    kg_cc_alloc((void **)&G, (size_t)(cols * cols) * sizeof(float), "G");
-    cudaMemset(G, 0, (size_t)(cols * cols) * sizeof(float));
-    const kg_prune_opts opts = {0.5, 0, 0, 0};
-    double t_sel[2] = {0, 0}, t_bits = 0, t_recon = 0;
-    for (int rep = 0; rep < 3; rep++)
-      for (int radix = 0; radix < 2; radix++) {
-        if (radix) setenv("KG_CC_WANDA_SELECT", "radix", 1);
-        cudaMemcpy(W, W0, bytes, cudaMemcpyDeviceToDevice);
-        CHECK_OK(kg_cc_sync(cc));
-        double t0 = kg_now();
-        CHECK_OK(kg_cc_wanda_prune(cc, W, rows, cols, dss, &opts));
-        CHECK_OK(kg_cc_sync(cc));
-        if (rep) t_sel[radix] += (kg_now() - t0) / 2;
-        unsetenv("KG_CC_WANDA_SELECT");
-        if (radix) continue;
-        t0 = kg_now();
-        CHECK_OK(kg_cc_zero_bitmask(cc, W, n, bits, (unsigned long long *)(bits + n / 32 + 2)));
-        CHECK_OK(kg_cc_download(cc, hbits, bits, (size_t)(n / 32 + 4) * sizeof(uint32_t)));
-        if (rep) t_bits += (kg_now() - t0) / 2;
-        double err = 0, base = 0;
-        t0 = kg_now();
-        CHECK_OK(kg_cc_recon_error(cc, W0, W, rows, cols, G, &err, &base));
-        if (rep) t_recon += (kg_now() - t0) / 2;
-      }
-    printf("BENCH wanda %-20s select %.2f ms (radix kernel %.2f ms), bitmask + download %.2f ms, recon error %.2f ms\n",
-           names[s], 1e3 * t_sel[0], 1e3 * t_sel[1], 1e3 * t_bits, 1e3 * t_recon);
-    total[0] += per_block[s] * t_sel[0];
-    total[1] += per_block[s] * (t_bits + t_recon);
-    total[2] += per_block[s] * t_sel[1];
-    kg_cc_free(W0);
-    kg_cc_free(W);
-    kg_cc_free(G);
-    kg_cc_free(bits);
-    kg_cc_free(dss);
-    free(hw);
-    free(ss);
-    free(hbits);
-  }
-  printf("BENCH wanda x32 LLaMA-2-7B blocks: select %.3f s (radix kernel %.3f s), bitmask + download + recon %.3f s\n",
-         32 * total[0], 32 * total[2], 32 * total[1]);
-}
-
 int main(int argc, char **argv) {
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -789,10 +636,6 @@ int main(int argc, char **argv) {
   test_damping_retry(cc);
   test_recon(cc, 130, 210, 500, "reconstruction error (fp16 products)");
   test_recon(cc, 24, 4700, 96, "reconstruction error (TF32, wide input)");
-  if (argc > 1 && !strcmp(argv[1], "--bench")) {
-    bench(cc);
-    bench_wanda(cc);
-  }
   kg_cc_team_release_all();
   kg_cc_destroy(cc);
   if (use_mpi) MPI_Finalize();

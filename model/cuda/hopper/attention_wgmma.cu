@@ -174,10 +174,12 @@ __device__ __forceinline__ void issue_qk(float *sc, const wg_tile &w, uint32_t k
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 
 /* Masks the scores of keys n0.. (causality, the end of the keys), updates
- * the running max and sum, turns sc into probabilities and rescales o.
+ * the running max and sum and turns sc into probabilities; alpha gets the
+ * factor the rows' earlier output must be scaled by (rescale_o), which the
+ * caller may apply later, before the next O += P V.
  * sc[j*4 + e]: row g (+8 for e >= 2), key n0 + 8j + 2*t4 + (e & 1). */
-template <int D, int BN>
-__device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run, float *l_run, const wg_tile &w,
+template <int BN>
+__device__ __forceinline__ void softmax_scores(float *sc, float *alpha, float *m_run, float *l_run, const wg_tile &w,
                                                int n0, int pos0, float scale_log2) {
   if (n0 + BN - 1 > pos0 + w.wrow0 || n0 + BN > w.kv_total) {
 #pragma unroll
@@ -195,8 +197,7 @@ __device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run
     mx[0] = fmaxf(mx[0], fmaxf(sc[j * 4], sc[j * 4 + 1]));
     mx[1] = fmaxf(mx[1], fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]));
   }
-  float alpha[2], mneg[2];
-  bool rescale = false;
+  float mneg[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -204,7 +205,6 @@ __device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run
     const float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
     const float mb = m_new == -INFINITY ? 0.0f : m_new; /* a row with only masked keys so far */
     alpha[r] = exp2_approx(m_run[r] - mb);
-    rescale |= alpha[r] != 1.0f;
     m_run[r] = m_new;
     mneg[r] = -mb;
   }
@@ -219,7 +219,11 @@ __device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run
     }
 #pragma unroll
   for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
-  if (__any_sync(0xffffffffu, rescale)) {
+}
+
+/* o *= alpha per row, skipped when no row of the warp needs it. */
+template <int D> __device__ __forceinline__ void rescale_o(float *o, const float *alpha) {
+  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
       o[j * 4] *= alpha[0];
@@ -230,12 +234,17 @@ __device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run
   }
 }
 
-/* O += P V: P from the probability registers (their layout is wgmma's
- * register A operand's), V N-major; issued and committed, not waited for. */
 template <int D, int BN>
-__device__ __forceinline__ void issue_pv(float *o, const float *sc, uint32_t vbuf) {
-  using C = wg_cfg<D, BN>;
-  uint32_t pa[BN / 16][4];
+__device__ __forceinline__ void online_softmax(float *sc, float *o, float *m_run, float *l_run, const wg_tile &w,
+                                               int n0, int pos0, float scale_log2) {
+  float alpha[2];
+  softmax_scores<BN>(sc, alpha, m_run, l_run, w, n0, pos0, scale_log2);
+  rescale_o<D>(o, alpha);
+}
+
+/* The probabilities as bf16 pairs: their layout is wgmma's register A
+ * operand's, so P feeds O += P V without leaving registers. */
+template <int BN> __device__ __forceinline__ void pack_p(uint32_t (*pa)[4], const float *sc) {
 #pragma unroll
   for (int kk = 0; kk < BN / 16; kk++) {
     pa[kk][0] = kg_pack2<__nv_bfloat16>(sc[8 * kk], sc[8 * kk + 1]);
@@ -243,12 +252,23 @@ __device__ __forceinline__ void issue_pv(float *o, const float *sc, uint32_t vbu
     pa[kk][2] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 4], sc[8 * kk + 5]);
     pa[kk][3] = kg_pack2<__nv_bfloat16>(sc[8 * kk + 6], sc[8 * kk + 7]);
   }
-  fence_regs<D / 2>(o);
+}
+
+/* O += P V from packed P, V N-major; issued and committed, not waited for. */
+template <int D, int BN>
+__device__ __forceinline__ void issue_pv_packed(float *o, const uint32_t (*pa)[4], uint32_t vbuf) {
+  using C = wg_cfg<D, BN>;
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
   const uint64_t db0 = sw128_desc(vbuf, C::KV_PANEL, 1024);
 #pragma unroll
   for (int kk = 0; kk < BN / 16; kk++) wgmma_rs_tb<D>(o, pa[kk], db0 + (uint64_t)(kk * 16 * 128 >> 4));
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+template <int D, int BN> __device__ __forceinline__ void issue_pv(float *o, const float *sc, uint32_t vbuf) {
+  uint32_t pa[BN / 16][4];
+  pack_p<BN>(pa, sc);
+  issue_pv_packed<D, BN>(o, pa, vbuf);
 }
 
 template <int D>
@@ -506,6 +526,139 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
+#ifdef KG_HAVE_WGMMA_DEVICE
+__device__ __forceinline__ void wgmma_wait_one() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void fence_regs_u(uint32_t (*r)[4]) {
+#pragma unroll
+  for (int i = 0; i < N; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+#endif
+
+/* FlashAttention-3's intra-warpgroup overlap on top of the decoupled
+ * warpgroups: in step t a warpgroup issues S = Q K^T for tile t + 1 and
+ * O += P V for tile t back to back, then runs the softmax of tile t + 1
+ * while both products are on the tensor cores; O is rescaled just before
+ * the next P V. K and V have separate rings of STAGES tiles, because K is
+ * read one step before V: each thread refills K's stage of tile t and V's
+ * of tile t - 1 at the end of step t (both released a step earlier by
+ * both warpgroups), so every tile lands a step before it is read. With PP
+ * the warpgroups take turns issuing their pair of products. */
+template <int D, int BN, int STAGES, bool PP>
+__global__ void __launch_bounds__(256, 1)
+    k_flash_wgmma_overlap(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
+                          const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
+                          float scale_log2) {
+#ifdef KG_HAVE_WGMMA_DEVICE
+  using C = wg_cfg<D, BN, 2>;
+  extern __shared__ unsigned char smem_raw[];
+  wg_tile w;
+  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
+  w.sK = w.sQ + C::Q_BYTES;
+  w.sV = w.sK + STAGES * C::KV_BYTES;
+  const uint32_t bars = w.sV + STAGES * C::KV_BYTES; /* full K, full V, empty K, empty V: STAGES each */
+  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
+  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
+  const int n_tiles = (kv_end + BN - 1) / BN;
+  const int my_tiles = min(n_tiles, w.wg_last_pos / BN + 1);
+  const int shared_turns = min(n_tiles, (p.pos0 + w.m0 + 63) / BN + 1) + 1; /* warpgroup 0's turns */
+  auto bar = [&](int kind, int t) { return bars + 8u * (uint32_t)(kind * STAGES + t % STAGES); };
+  enum { FULL_K, FULL_V, EMPTY_K, EMPTY_V };
+  auto kbuf = [&](int t) { return w.sK + (uint32_t)(t % STAGES) * C::KV_BYTES; };
+  auto vbuf = [&](int t) { return w.sV + (uint32_t)(t % STAGES) * C::KV_BYTES; };
+  auto load = [&](bool is_v, int t) {
+    load_sw128<D, BN, C::THREADS>(is_v ? vbuf(t) : kbuf(t), is_v ? b.v : b.k, p.kv_width, t * BN,
+                                  min(BN, w.kv_total - t * BN));
+    cp_async_arrive(bar(is_v ? FULL_V : FULL_K, t));
+  };
+  auto wait_full = [&](int kind, int t) {
+    mbar_wait(bar(kind, t), (unsigned)(t / STAGES) & 1u);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  };
+  auto turn_begin = [&](int k) {
+    if (PP && k < shared_turns) named_sync(1 + w.wg);
+  };
+  auto turn_end = [&](int k) {
+    if (PP && k < shared_turns && !(w.wg == 1 && k == shared_turns - 1)) named_arrive(2 - w.wg);
+  };
+
+  if (threadIdx.x == 0)
+    for (int i = 0; i < 4 * STAGES; i++) mbar_init(bars + 8u * (uint32_t)i, C::THREADS);
+  load_sw128<D, C::BM, C::THREADS>(w.sQ, b.q, p.q_stride, w.m0, min(C::BM, p.T - w.m0));
+  cp_async_commit_wg();
+  tiles_ready(); /* Q, and the barriers' initialization, seen by all */
+  for (int t = 0; t < STAGES && t < n_tiles; t++) {
+    load(false, t);
+    load(true, t);
+  }
+
+  float o[D / 2], sc[BN / 2], alpha[2] = {1.0f, 1.0f};
+  uint32_t pa[BN / 16][4];
+  zero_regs<D / 2>(o);
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+  /* step -1: S of tile 0 (every warpgroup sees key 0) */
+  if (PP && w.wg == 1) named_arrive(1); /* warpgroup 0 issues first */
+  wait_full(FULL_K, 0);
+  turn_begin(0);
+  issue_qk<D, BN, 2>(sc, w, kbuf(0));
+  turn_end(0);
+  wgmma_wait_all();
+  fence_regs<BN / 2>(sc);
+  softmax_scores<BN>(sc, alpha, m_run, l_run, w, 0, p.pos0, scale_log2);
+  pack_p<BN>(pa, sc);
+  mbar_arrive(bar(EMPTY_K, 0));
+
+  /* Every thread releases each tile and refills the stages released a
+   * step before, also for tiles only the other warpgroup reads. */
+  auto release_refill = [&](int t) {
+    if (t + 1 < n_tiles) mbar_arrive(bar(EMPTY_K, t + 1));
+    mbar_arrive(bar(EMPTY_V, t));
+    if (t + STAGES < n_tiles) {
+      mbar_wait(bar(EMPTY_K, t), (unsigned)(t / STAGES) & 1u);
+      load(false, t + STAGES);
+    }
+    if (t >= 1 && t - 1 + STAGES < n_tiles) {
+      mbar_wait(bar(EMPTY_V, t - 1), (unsigned)((t - 1) / STAGES) & 1u);
+      load(true, t - 1 + STAGES);
+    }
+  };
+  /* Steps with both products: the same two commit groups every time, so
+   * ptxas can see that waiting for all but one leaves S complete (inside a
+   * branch it could not, and serialized the products). */
+  int t = 0;
+  for (; t + 1 < my_tiles; t++) {
+    rescale_o<D>(o, alpha);
+    wait_full(FULL_K, t + 1);
+    wait_full(FULL_V, t);
+    turn_begin(t + 1);
+    issue_qk<D, BN, 2>(sc, w, kbuf(t + 1));
+    issue_pv_packed<D, BN>(o, pa, vbuf(t));
+    turn_end(t + 1);
+    wgmma_wait_one();
+    fence_regs<BN / 2>(sc);
+    softmax_scores<BN>(sc, alpha, m_run, l_run, w, (t + 1) * BN, p.pos0, scale_log2);
+    wgmma_wait_all();
+    fence_regs<D / 2>(o);
+    fence_regs_u<BN / 16>(pa); /* P V read these until now */
+    pack_p<BN>(pa, sc);
+    release_refill(t);
+  }
+  /* the warpgroup's last tile: P V only */
+  rescale_o<D>(o, alpha);
+  wait_full(FULL_V, t);
+  turn_begin(t + 1);
+  issue_pv_packed<D, BN>(o, pa, vbuf(t));
+  turn_end(t + 1);
+  wgmma_wait_all();
+  fence_regs<D / 2>(o);
+  fence_regs_u<BN / 16>(pa);
+  for (; t < n_tiles; t++) release_refill(t);
+  store_rows<D>(o, l_run, w, p.T, p.q_stride, b.o);
+#endif
+}
+
 /* 1: the device runs this file's sm_90a code; 2: it does not. */
 static int wgmma_available(kg_cuda_impl *c) {
   if (c->wgmma_state) return c->wgmma_state == 1;
@@ -567,6 +720,15 @@ static int launch_async(kg_cuda_impl *c, const kg_attention_args *a, const kg_at
                        "wgmma attention (decoupled warpgroups)");
 }
 
+template <int D, int BN, int STAGES, bool PP>
+static int launch_overlap(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
+  using C = wg_cfg<D, BN, 2>;
+  static bool configured = false;
+  return launch_kernel(c, a, p, k_flash_wgmma_overlap<D, BN, STAGES, PP>, C::BM, C::THREADS,
+                       C::Q_BYTES + STAGES * 2 * C::KV_BYTES + 1024 + 32 * STAGES, &configured,
+                       "wgmma attention (overlapped softmax)");
+}
+
 /* Variants (KG_CUDA_ATTN_VARIANT): 9, 10: two warpgroups, 64- and 128-key
  * tiles; 11, 12: the same pipelined; 13: as 9 with two CTAs an SM; 14: one
  * warpgroup (64 rows), 64-key tiles, two CTAs an SM; 15: 14 pipelined;
@@ -575,7 +737,8 @@ static int launch_async(kg_cuda_impl *c, const kg_attention_args *a, const kg_at
  * stages, ping-pong; 19 = 128-key tiles, 3 stages (224 KB), ping-pong: the
  * refill after tile t brings t + 2, one tile ahead of its use, where 18's
  * brings t + 1 just before (ncu: 9% of 18's stall samples waited on it);
- * 20 = 19 without ping-pong. */
+ * 20 = 19 without ping-pong; 21, 22: k_flash_wgmma_overlap (128-key
+ * tiles, 3 stages of K and of V) with and without ping-pong. */
 template <int D>
 static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant) {
   switch (variant) {
@@ -584,6 +747,8 @@ static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_
   case 18: return launch_async<D, 128, 2, true>(c, a, p);
   case 19: return launch_async<D, 128, 3, true>(c, a, p);
   case 20: return launch_async<D, 128, 3, false>(c, a, p);
+  case 21: return launch_overlap<D, 128, 3, true>(c, a, p);
+  case 22: return launch_overlap<D, 128, 3, false>(c, a, p);
   case 9: return launch<D, 64, false, 2, 1>(c, a, p);
   case 11: return launch<D, 64, true, 2, 1>(c, a, p);
   case 12: return launch<D, 128, true, 2, 1>(c, a, p);

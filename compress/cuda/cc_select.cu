@@ -79,8 +79,11 @@ __global__ void __launch_bounds__(ROW_THREADS) k_wanda_rows(float *W, int64_t co
     }
     __syncthreads();
     if (threadIdx.x < 32) {
-      /* lane l owns bins 8l .. 8l+7 */
+      /* lane l owns bins 8l .. 8l+7. Every lane reads s_kk before the
+       * owning lane may rewrite it: lanes of a warp need not run in step. */
       const int lane = threadIdx.x;
+      const long long kk = s_kk;
+      __syncwarp();
       long long own = 0;
       for (int b = 0; b < 8; b++) own += h[lane * 8 + b];
       long long x = own;
@@ -89,7 +92,6 @@ __global__ void __launch_bounds__(ROW_THREADS) k_wanda_rows(float *W, int64_t co
         if (lane >= o) x += y;
       }
       long long cum = x - own;
-      const long long kk = s_kk;
       if (kk >= cum && kk < cum + own) {
         int b = 0;
         for (; b < 7; b++) {

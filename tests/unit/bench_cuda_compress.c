@@ -39,7 +39,7 @@ static void bench(kg_cc *cc) {
       /* off-diagonal row sums below 1 < diagonal: positive definite */
       for (int64_t j = 0; j < cols; j++) row[j] = (float)(sin((double)(i * 31 + j * 17)) / (double)cols);
       row[i] = 10.0f + (float)(i % 5);
-      cudaMemcpy(G + i * cols, row, (size_t)cols * sizeof(float), cudaMemcpyHostToDevice);
+      test_memcpy(G + i * cols, row, (size_t)cols * sizeof(float), cudaMemcpyHostToDevice);
     }
     float *hw = xmalloc((size_t)(rows * cols) * sizeof(float));
     for (int64_t i = 0; i < rows * cols; i++) hw[i] = 0.02f * gauss();
@@ -50,7 +50,7 @@ static void bench(kg_cc *cc) {
     kg_obs_result r;
     double t_first = 0, t_cached = 0;
     for (int rep = 0; rep < 3; rep++) {
-      cudaMemcpy(W, hw, (size_t)(rows * cols) * sizeof(float), cudaMemcpyHostToDevice);
+      test_memcpy(W, hw, (size_t)(rows * cols) * sizeof(float), cudaMemcpyHostToDevice);
       const double t0 = kg_now();
       CHECK_OK(kg_cc_obs_sweep(cc, &job, rep == 1 ? NULL : &f, &r));
       const double t = kg_now() - t0;
@@ -96,7 +96,7 @@ static void bench_wanda(kg_cc *cc) {
     for (int rep = 0; rep < 3; rep++)
       for (int radix = 0; radix < 2; radix++) {
         if (radix) setenv("KG_CC_WANDA_SELECT", "radix", 1);
-        cudaMemcpy(W, W0, bytes, cudaMemcpyDeviceToDevice);
+        test_memcpy(W, W0, bytes, cudaMemcpyDeviceToDevice);
         CHECK_OK(kg_cc_sync(cc));
         double t0 = kg_now();
         CHECK_OK(kg_cc_wanda_prune(cc, W, rows, cols, dss, &opts));

@@ -48,9 +48,21 @@ static inline void report(int ok, const char *name, const char *fmt, ...) {
   CHECK_MSG(ok, "%s", name);
 }
 
+/* cudaMemcpy runs on the legacy default stream, which the engine's
+ * non-blocking streams do not wait for, and returns from a pageable upload
+ * before its DMA has landed: a kernel launched next on the engine's stream
+ * could read a reused buffer's old contents (seen: 11 of 180000 weights).
+ * Synchronizing the device on both sides orders it with everything. */
+static inline int test_memcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
+  return cudaDeviceSynchronize() == cudaSuccess && cudaMemcpy(dst, src, bytes, kind) == cudaSuccess &&
+                 cudaDeviceSynchronize() == cudaSuccess
+             ? 0
+             : -1;
+}
+
 static inline float *dev_copy(const void *host, size_t bytes) {
   void *d = NULL;
-  if (kg_cc_alloc(&d, bytes, "test buffer") < 0 || cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+  if (kg_cc_alloc(&d, bytes, "test buffer") < 0 || test_memcpy(d, host, bytes, cudaMemcpyHostToDevice) < 0) {
     fprintf(stderr, "device copy failed: %s\n", kg_error_message());
     abort();
   }
@@ -58,7 +70,7 @@ static inline float *dev_copy(const void *host, size_t bytes) {
 }
 
 static inline void host_copy(void *host, const void *dev, size_t bytes) {
-  if (cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) abort();
+  if (test_memcpy(host, dev, bytes, cudaMemcpyDeviceToHost) < 0) abort();
 }
 
 #endif

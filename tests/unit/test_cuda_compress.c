@@ -106,7 +106,7 @@ static void test_pack16(kg_cc *cc) {
   }
   report(worst <= 1.0 && y[17] == 0.0f, "pack16 round trip", "max error %.3f of the fp16 bound (max|x| %.1f)", worst, amax);
   x[99] = NAN;
-  cudaMemcpy(dx, x, (size_t)n * sizeof(float), cudaMemcpyHostToDevice);
+  test_memcpy(dx, x, (size_t)n * sizeof(float), cudaMemcpyHostToDevice);
   CHECK_OK(kg_cc_pack16(cc, dx, n, h, scale));
   const int rc = kg_cc_check_finite(cc, "test activations");
   report(rc == KG_ERR_NUMERIC, "pack16 flags NaN", "rc %d (%s)", rc, kg_error_message());
@@ -492,7 +492,7 @@ static void test_solver(kg_cc *cc, const solve_case *c) {
   }
   /* the factorization is reused for a second linear sharing the input */
   if (!c->gptq_bits && !c->act_order) {
-    cudaMemcpy(dW, W, bytes, cudaMemcpyHostToDevice);
+    test_memcpy(dW, W, bytes, cudaMemcpyHostToDevice);
     kg_obs_result again;
     CHECK_OK(kg_cc_obs_sweep(cc, &job, &f, &again));
     float *got2 = xmalloc(bytes);
@@ -556,7 +556,7 @@ static void test_damping_retry(kg_cc *cc) {
          "retries %d/%d, percdamp %g/%g", gr.retries, rr.retries, gr.percdamp, rr.percdamp);
   /* never positive definite: both fail with KG_ERR_NUMERIC */
   for (int64_t i = 0; i < cols * cols; i++) G32[i] = i % (cols + 1) == 0 ? -1.0f : 0.0f;
-  cudaMemcpy(dG, G32, (size_t)(cols * cols) * sizeof(float), cudaMemcpyHostToDevice);
+  test_memcpy(dG, G32, (size_t)(cols * cols) * sizeof(float), cudaMemcpyHostToDevice);
   const int rc = kg_cc_obs_sweep(cc, &job, NULL, &gr);
   report(rc == KG_ERR_NUMERIC, "indefinite Hessian fails after retries", "rc %d: %s", rc, kg_error_message());
   kg_error_clear();

@@ -1,18 +1,20 @@
 /* Causal attention with GQA on Hopper's warpgroup tensor cores (wgmma,
- * sm_90a), for bf16 q/k/v/out. The mma.sync kernel in ../cuda_attention.cu
- * reaches about 230 TFLOP/s on an H100 at 4096 tokens, head_dim 128; wgmma
- * issues a 64 x N x 16 product per warpgroup straight from shared memory,
- * which mma.sync has no way to.
+ * sm_90a), for bf16 q/k/v/out. wgmma issues a 64 x N x 16 product per
+ * warpgroup straight from shared memory, which mma.sync (../cuda_attention.cu,
+ * about 280 TFLOP/s on an H100 at 4096 tokens, head_dim 128) has no way to.
  *
  * One CTA of two warpgroups per (sequence, head, 128 query rows); each
- * warpgroup owns 64 rows. Q, and double-buffered K and V tiles of BN keys,
- * sit in shared memory in the 128-byte swizzled layout wgmma reads (panels of
- * 64 columns, 16-byte chunk c of row r stored at chunk c ^ (r % 8)), filled
- * with cp.async. S = Q K^T reads both from shared memory; the online softmax
- * runs on S in registers, whose layout is that of wgmma's register A
- * operand, so P feeds O += P V without leaving registers (V is read
- * transposed, N-major). Validated against the CPU backend like every kernel
- * (tests/unit/test_cuda_kernels.c).
+ * warpgroup owns 64 rows. Q and the K/V tiles of BN keys sit in shared
+ * memory in the 128-byte swizzled layout wgmma reads (panels of 64 columns,
+ * 16-byte chunk c of row r stored at chunk c ^ (r % 8)), filled with
+ * cp.async. S = Q K^T reads both from shared memory; the online softmax runs
+ * on S in registers, whose layout is that of wgmma's register A operand, so
+ * P feeds O += P V without leaving registers (V is read transposed,
+ * N-major). Three kernels: lock-step warpgroups (k_flash_wgmma), decoupled
+ * ones behind mbarrier stages (k_flash_wgmma_async), and the default, which
+ * overlaps each softmax with the products (k_flash_wgmma_overlap, variant
+ * 21: 0.333 ms a 7B layer, bench/NOTES.md run G). Validated against the CPU
+ * backend like every kernel (tests/unit/test_cuda_kernels.c).
  *
  * Compiled for sm_90a only (its own object library, model/CMakeLists.txt);
  * kg_cuda_attention_wgmma reports KG_ERR_UNSUPPORTED where it cannot run,

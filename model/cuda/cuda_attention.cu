@@ -452,7 +452,7 @@ static int launch_flash_cfg(kg_cuda_impl *c, const kg_attention_args *a, const k
  * tiles; 5-7 = two 16-row tiles per warp (128 query rows per CTA): 5 =
  * queries from shared memory, 64-key tiles; 6 = from shared memory, 32-key
  * tiles; 7 = registers, 32-key tiles; 8 = as 5 with 8 warps (256 query rows
- * per CTA); 9-22: the sm_90a wgmma kernels (hopper/attention_wgmma.cu),
+ * per CTA); 9-23: the sm_90a wgmma kernels (hopper/attention_wgmma.cu),
  * 21 by default where they run. Unset elsewhere: 5 when its CTAs fill the device at least twice over,
  * else 0. On an H100, 5 takes 0.596 ms per LLaMA-2-7B layer at 4096 tokens
  * against 0.694 for 0, but 0.062 ms against 0.047 for SmolLM2's 9 heads at
@@ -490,14 +490,14 @@ static int attention_typed(kg_cuda_impl *c, const kg_attention_args *a, const kg
    * would waste most of a 64-row tile. */
   if (a->T >= 16) {
 #ifdef KG_HAVE_HOPPER_ATTENTION
-    /* 9-22: the wgmma kernels' configurations (hopper/attention_wgmma.cu),
+    /* 9-23: the wgmma kernels' configurations (hopper/attention_wgmma.cu),
      * where device and shape allow; unset: 21, the overlapped kernel, which
      * an H100 runs in 0.333 ms a LLaMA-2-7B layer at 4096 tokens against
      * 0.494 for variant 5, and in 0.033 ms against 0.045 for variant 0 at
      * SmolLM2's shape (bench/NOTES.md, run G). Variants 0-8 ask for the
      * mma.sync kernels. */
     const int v = env_variant();
-    if (sizeof(TIo) == 2 && (v < 0 || (v >= 9 && v <= 22))) {
+    if (sizeof(TIo) == 2 && (v < 0 || (v >= 9 && v <= 23))) {
       const int rc = kg_cuda_attention_wgmma(c, a, &p, v < 0 ? 21 : v);
       if (rc != KG_ERR_UNSUPPORTED) return rc;
     }

@@ -469,9 +469,9 @@ int main(void) {
   check_linear(64, 1000, 37);
   check_linear(513, 576, 1536);
   /* attention: flash (T >= 16, head_dim 64/96/128), the sm_90a wgmma kernel
-   * (9-22: 16-bit, head_dim 64/128 on a 9.0 device; the others fall back)
+   * (9-23: 16-bit, head_dim 64/128 on a 9.0 device; the others fall back)
    * and the warp kernel (decode, other sizes) */
-  for (attn_variant = 0; attn_variant <= 22; attn_variant++) {
+  for (attn_variant = 0; attn_variant <= 23; attn_variant++) {
     char v[16];
     snprintf(v, sizeof(v), "%d", attn_variant);
     setenv("KG_CUDA_ATTN_VARIANT", v, 1);

@@ -116,7 +116,7 @@ static void breakdown(kg_model *m, int T) {
   }
   gflop = 2.0 * 2.0 * ((double)T * T / 2) * c->n_heads * c->head_dim / 1e9;
   const char *keep = getenv("KG_CUDA_ATTN_VARIANT");
-  for (int v = 0; v <= 22; v++) { /* 9-22: the sm_90a wgmma kernels */
+  for (int v = 0; v <= 23; v++) { /* 9-23: the sm_90a wgmma kernels */
     char vs[16];
     snprintf(vs, sizeof(vs), "%d", v);
     setenv("KG_CUDA_ATTN_VARIANT", vs, 1);

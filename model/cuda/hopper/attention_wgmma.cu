@@ -180,7 +180,23 @@ __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_grou
  * factor the rows' earlier output must be scaled by (rescale_o), which the
  * caller may apply later, before the next O += P V.
  * sc[j*4 + e]: row g (+8 for e >= 2), key n0 + 8j + 2*t4 + (e & 1). */
-template <int BN>
+/* In-register tree over n values (n a power of two): depth log2(n)
+ * instead of a chain of n dependent operations. */
+template <int N, typename Op> __device__ __forceinline__ float tree_reduce(float *t, Op op) {
+  if constexpr (N == 1) {
+    return t[0];
+  } else {
+#pragma unroll
+    for (int j = 0; j < N / 2; j++) t[j] = op(t[j], t[j + N / 2]);
+    return tree_reduce<N / 2>(t, op);
+  }
+}
+
+/* LAZY: a row keeps its running max until a tile's max exceeds it by more
+ * than 8 (log2 units), so O is rescaled only then; the probabilities stay
+ * below 2^8, well inside float and bf16, and the result is the same up to
+ * rounding because O and the sum are scaled alike. */
+template <int BN, bool LAZY = false>
 __device__ __forceinline__ void softmax_scores(float *sc, float *alpha, float *m_run, float *l_run, const wg_tile &w,
                                                int n0, int pos0, float scale_log2) {
   if (n0 + BN - 1 > pos0 + w.wrow0 || n0 + BN > w.kv_total) {
@@ -193,34 +209,39 @@ __device__ __forceinline__ void softmax_scores(float *sc, float *alpha, float *m
         if (key > qpos || key >= w.kv_total) sc[j * 4 + e] = -INFINITY;
       }
   }
-  float mx[2] = {-INFINITY, -INFINITY};
+  const auto fmax2 = [](float a, float b) { return fmaxf(a, b); };
+  const auto add2 = [](float a, float b) { return a + b; };
+  float mx[2], t0[BN / 8], t1[BN / 8];
 #pragma unroll
   for (int j = 0; j < BN / 8; j++) {
-    mx[0] = fmaxf(mx[0], fmaxf(sc[j * 4], sc[j * 4 + 1]));
-    mx[1] = fmaxf(mx[1], fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]));
+    t0[j] = fmaxf(sc[j * 4], sc[j * 4 + 1]);
+    t1[j] = fmaxf(sc[j * 4 + 2], sc[j * 4 + 3]);
   }
+  mx[0] = tree_reduce<BN / 8>(t0, fmax2);
+  mx[1] = tree_reduce<BN / 8>(t1, fmax2);
   float mneg[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    const float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
+    float m_new = fmaxf(m_run[r], mx[r] * scale_log2);
+    if (LAZY && m_new - m_run[r] <= 8.0f) m_new = m_run[r]; /* false while m_run is -inf */
     const float mb = m_new == -INFINITY ? 0.0f : m_new; /* a row with only masked keys so far */
     alpha[r] = exp2_approx(m_run[r] - mb);
     m_run[r] = m_new;
     mneg[r] = -mb;
   }
-  float rs[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int j = 0; j < BN / 8; j++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const float pv = exp2_approx(fmaf(sc[j * 4 + e], scale_log2, mneg[e >> 1]));
-      sc[j * 4 + e] = pv;
-      rs[e >> 1] += pv;
-    }
+    for (int e = 0; e < 4; e++) sc[j * 4 + e] = exp2_approx(fmaf(sc[j * 4 + e], scale_log2, mneg[e >> 1]));
 #pragma unroll
-  for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
+  for (int j = 0; j < BN / 8; j++) {
+    t0[j] = sc[j * 4] + sc[j * 4 + 1];
+    t1[j] = sc[j * 4 + 2] + sc[j * 4 + 3];
+  }
+  l_run[0] = l_run[0] * alpha[0] + tree_reduce<BN / 8>(t0, add2);
+  l_run[1] = l_run[1] * alpha[1] + tree_reduce<BN / 8>(t1, add2);
 }
 
 /* o *= alpha per row, skipped when no row of the warp needs it. */
@@ -547,7 +568,7 @@ template <int N> __device__ __forceinline__ void fence_regs_u(uint32_t (*r)[4]) 
  * of tile t - 1 at the end of step t (both released a step earlier by
  * both warpgroups), so every tile lands a step before it is read. With PP
  * the warpgroups take turns issuing their pair of products. */
-template <int D, int BN, int STAGES, bool PP>
+template <int D, int BN, int STAGES, bool PP, bool LAZY>
 __global__ void __launch_bounds__(256, 1)
     k_flash_wgmma_overlap(const __nv_bfloat16 *__restrict__ Q, const __nv_bfloat16 *__restrict__ K,
                           const __nv_bfloat16 *__restrict__ V, __nv_bfloat16 *__restrict__ O, kg_attn_params p,
@@ -608,7 +629,7 @@ __global__ void __launch_bounds__(256, 1)
   turn_end(0);
   wgmma_wait_all();
   fence_regs<BN / 2>(sc);
-  softmax_scores<BN>(sc, alpha, m_run, l_run, w, 0, p.pos0, scale_log2);
+  softmax_scores<BN, LAZY>(sc, alpha, m_run, l_run, w, 0, p.pos0, scale_log2);
   pack_p<BN>(pa, sc);
   mbar_arrive(bar(EMPTY_K, 0));
 
@@ -640,7 +661,7 @@ __global__ void __launch_bounds__(256, 1)
     turn_end(t + 1);
     wgmma_wait_one();
     fence_regs<BN / 2>(sc);
-    softmax_scores<BN>(sc, alpha, m_run, l_run, w, (t + 1) * BN, p.pos0, scale_log2);
+    softmax_scores<BN, LAZY>(sc, alpha, m_run, l_run, w, (t + 1) * BN, p.pos0, scale_log2);
     wgmma_wait_all();
     fence_regs<D / 2>(o);
     fence_regs_u<BN / 16>(pa); /* P V read these until now */
@@ -722,11 +743,11 @@ static int launch_async(kg_cuda_impl *c, const kg_attention_args *a, const kg_at
                        "wgmma attention (decoupled warpgroups)");
 }
 
-template <int D, int BN, int STAGES, bool PP>
+template <int D, int BN, int STAGES, bool PP, bool LAZY = false>
 static int launch_overlap(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p) {
   using C = wg_cfg<D, BN, 2>;
   static bool configured = false;
-  return launch_kernel(c, a, p, k_flash_wgmma_overlap<D, BN, STAGES, PP>, C::BM, C::THREADS,
+  return launch_kernel(c, a, p, k_flash_wgmma_overlap<D, BN, STAGES, PP, LAZY>, C::BM, C::THREADS,
                        C::Q_BYTES + STAGES * 2 * C::KV_BYTES + 1024 + 32 * STAGES, &configured,
                        "wgmma attention (overlapped softmax)");
 }
@@ -740,7 +761,8 @@ static int launch_overlap(kg_cuda_impl *c, const kg_attention_args *a, const kg_
  * refill after tile t brings t + 2, one tile ahead of its use, where 18's
  * brings t + 1 just before (ncu: 9% of 18's stall samples waited on it);
  * 20 = 19 without ping-pong; 21, 22: k_flash_wgmma_overlap (128-key
- * tiles, 3 stages of K and of V) with and without ping-pong. */
+ * tiles, 3 stages of K and of V) with and without ping-pong; 23 = 21
+ * rescaling O only when a row's max grows by more than 2^8. */
 template <int D>
 static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_attn_params *p, int variant) {
   switch (variant) {
@@ -751,6 +773,7 @@ static int launch_variant(kg_cuda_impl *c, const kg_attention_args *a, const kg_
   case 20: return launch_async<D, 128, 3, false>(c, a, p);
   case 21: return launch_overlap<D, 128, 3, true>(c, a, p);
   case 22: return launch_overlap<D, 128, 3, false>(c, a, p);
+  case 23: return launch_overlap<D, 128, 3, true, true>(c, a, p);
   case 9: return launch<D, 64, false, 2, 1>(c, a, p);
   case 11: return launch<D, 64, true, 2, 1>(c, a, p);
   case 12: return launch<D, 128, true, 2, 1>(c, a, p);

@@ -19,38 +19,45 @@
 #include <cstring>
 #include <vector>
 
-static void gemm_rate(cublasHandle_t h, const char *name, cudaDataType t, cublasComputeType_t ct, size_t elem) {
-  const int n = 8192;
-  void *A, *B, *C;
-  CHECK_CUDA(cudaMalloc(&A, (size_t)n * n * elem));
-  CHECK_CUDA(cudaMalloc(&B, (size_t)n * n * elem));
-  CHECK_CUDA(cudaMalloc(&C, (size_t)n * n * 4));
-  fill_any(A, (size_t)n * n, t);
-  fill_any(B, (size_t)n * n, t);
-  const float one = 1.0f, zero = 0.0f;
-  const double ms = median_ms([&] {
+// Square n x n operands of type t filled with pseudo-random values, a float32
+// result, and the product C = A B; owns its device buffers.
+struct SquareGemm {
+  static constexpr int n = 8192;
+  void *A = nullptr, *B = nullptr, *C = nullptr;
+  cudaDataType t;
+  cublasComputeType_t ct;
+  SquareGemm(cudaDataType type, cublasComputeType_t compute, size_t elem) : t(type), ct(compute) {
+    CHECK_CUDA(cudaMalloc(&A, (size_t)n * n * elem));
+    CHECK_CUDA(cudaMalloc(&B, (size_t)n * n * elem));
+    CHECK_CUDA(cudaMalloc(&C, (size_t)n * n * 4));
+    fill_any(A, (size_t)n * n, t);
+    fill_any(B, (size_t)n * n, t);
+  }
+  ~SquareGemm() {
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+  }
+  void run(cublasHandle_t h) const {
+    const float one = 1.0f, zero = 0.0f;
     CHECK_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, A, t, n, B, t, n, &zero, C, CUDA_R_32F, n, ct,
                           CUBLAS_GEMM_DEFAULT));
-  }, 3, 10);
-  std::printf("ceiling %s %.1f TFLOP/s\n", name, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12);
-  cudaFree(A);
-  cudaFree(B);
-  cudaFree(C);
+  }
+  double tflop() const { return 2.0 * n * n * (double)n / 1e12; }
+};
+
+static void gemm_rate(cublasHandle_t h, const char *name, cudaDataType t, cublasComputeType_t ct, size_t elem) {
+  const SquareGemm g(t, ct, elem);
+  const double ms = median_ms([&] { g.run(h); }, 3, 10);
+  std::printf("ceiling %s %.1f TFLOP/s\n", name, g.tflop() / (ms * 1e-3));
 }
 
 // The same bf16 GEMM back to back for `seconds`: a perplexity pass keeps the
 // tensor cores busy for ~9 s, long enough for the board's power limit to pull
-// the clocks below what an 18 ms ceiling sees. Prints the rate of each second
-// and the rate over the last half.
+// the clocks below what an 18 ms ceiling sees. Prints the rate of each chunk
+// of 600 products (~0.85 s) and the rate over the last half.
 static void gemm_sustained(cublasHandle_t h, double seconds) {
-  const int n = 8192;
-  void *A, *B, *C;
-  CHECK_CUDA(cudaMalloc(&A, (size_t)n * n * 2));
-  CHECK_CUDA(cudaMalloc(&B, (size_t)n * n * 2));
-  CHECK_CUDA(cudaMalloc(&C, (size_t)n * n * 4));
-  fill_any(A, (size_t)n * n, CUDA_R_16BF);
-  fill_any(B, (size_t)n * n, CUDA_R_16BF);
-  const float one = 1.0f, zero = 0.0f;
+  const SquareGemm g(CUDA_R_16BF, CUBLAS_COMPUTE_32F, 2);
   cudaEvent_t a, b;
   CHECK_CUDA(cudaEventCreate(&a));
   CHECK_CUDA(cudaEventCreate(&b));
@@ -59,15 +66,13 @@ static void gemm_sustained(cublasHandle_t h, double seconds) {
   double elapsed = 0;
   while (elapsed < seconds * 1e3) {
     CHECK_CUDA(cudaEventRecord(a));
-    for (int i = 0; i < per_chunk; i++)
-      CHECK_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, A, CUDA_R_16BF, n, B, CUDA_R_16BF, n, &zero, C,
-                            CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    for (int i = 0; i < per_chunk; i++) g.run(h);
     CHECK_CUDA(cudaEventRecord(b));
     CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0;
     CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
     elapsed += ms;
-    rates.push_back(2.0 * n * n * (double)n * per_chunk / (ms * 1e-3) / 1e12);
+    rates.push_back(g.tflop() * per_chunk / (ms * 1e-3));
   }
   std::printf("sustained gemm_bf16_8192 per chunk:");
   for (double r : rates) std::printf(" %.0f", r);
@@ -77,9 +82,6 @@ static void gemm_sustained(cublasHandle_t h, double seconds) {
   std::printf("\nceiling gemm_bf16_8192_sustained %.1f TFLOP/s\n", sum / (double)(rates.size() - half));
   cudaEventDestroy(a);
   cudaEventDestroy(b);
-  cudaFree(A);
-  cudaFree(B);
-  cudaFree(C);
 }
 
 int main() {

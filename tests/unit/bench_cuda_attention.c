@@ -12,15 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cuda_testlib.h"
-
-static double seconds_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "io/log.h"
 
 static int arg_int(int argc, char **argv, int i, int dflt) { return argc > i ? atoi(argv[i]) : dflt; }
 
@@ -67,11 +61,11 @@ int main(int argc, char **argv) {
     float *got = ct_host16(be, out, nq);
     size_t bad = 0;
     const double rel = first ? ct_rel(got, first, nq, &bad) : 0.0;
-    const double t0 = seconds_now();
+    const double t0 = kg_now();
     for (int r = 0; r < reps; r++)
       if (be->ops->attention_h(be, &at) < 0) break;
     be->ops->synchronize(be);
-    const double ms = (seconds_now() - t0) * 1e3 / reps;
+    const double ms = (kg_now() - t0) * 1e3 / reps;
     printf("BENCH attention v%-3s T=%d heads=%d/%d d=%d  %8.3f ms  %6.0f TFLOP/s  rel. to first %.2e%s\n", tok, T,
            heads, kv_heads, head_dim, ms, gflop / ms, rel, bad ? " (non-finite outputs)" : "");
     if (bad || rel > 2e-2) rc = 1;

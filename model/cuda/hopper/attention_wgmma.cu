@@ -351,6 +351,20 @@ __device__ __forceinline__ wg_bases wg_setup(wg_tile &w, const __nv_bfloat16 *Q,
   b.o = O + (size_t)s * p.T * p.q_stride + (size_t)h * D;
   return b;
 }
+
+/* Key tiles: the CTA's (n), this warpgroup's
+ * (mine) and warpgroup 0's, which are a prefix of warpgroup 1's (wg0). */
+struct wg_key_tiles {
+  int n, mine, wg0;
+};
+template <int BN, int BM>
+__device__ __forceinline__ wg_key_tiles key_tiles(const wg_tile &w, const kg_attn_params &p) {
+  wg_key_tiles k;
+  k.n = (min(p.pos0 + w.m0 + BM, w.kv_total) + BN - 1) / BN;
+  k.mine = min(k.n, w.wg_last_pos / BN + 1);
+  k.wg0 = min(k.n, (p.pos0 + w.m0 + 63) / BN + 1);
+  return k;
+}
 #endif
 
 /* PIPE: the warpgroup issues S for the next key tile before it runs the
@@ -373,8 +387,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
   const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
   __nv_bfloat16 *ob = b.o;
-  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
-  const int n_tiles = (kv_end + BN - 1) / BN;
+  const int n_tiles = key_tiles<BN, C::BM>(w, p).n;
   auto kbuf = [&](int t) { return w.sK + (t & 1) * C::KV_BYTES; };
   auto vbuf = [&](int t) { return w.sV + (t & 1) * C::KV_BYTES; };
   auto load_k = [&](int t) { load_sw128<D, BN, C::THREADS>(kbuf(t), kb, p.kv_width, t * BN, min(BN, w.kv_total - t * BN)); };
@@ -493,11 +506,8 @@ __global__ void __launch_bounds__(256, 1)
   const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
   const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
   __nv_bfloat16 *ob = b.o;
-  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
-  const int n_tiles = (kv_end + BN - 1) / BN;
-  /* tiles each warpgroup reads; warpgroup 0's are a prefix of 1's */
-  const int my_tiles = min(n_tiles, w.wg_last_pos / BN + 1);
-  const int shared_tiles = min(n_tiles, (p.pos0 + w.m0 + 63) / BN + 1);
+  const wg_key_tiles kt = key_tiles<BN, C::BM>(w, p);
+  const int n_tiles = kt.n, my_tiles = kt.mine, shared_tiles = kt.wg0;
   auto kst = [&](int t) { return w.sK + (uint32_t)(t % STAGES) * 2 * C::KV_BYTES; };
   auto full = [&](int t) { return bars + 8u * (uint32_t)(t % STAGES); };
   auto empty = [&](int t) { return bars + 8u * (uint32_t)(STAGES + t % STAGES); };
@@ -582,10 +592,8 @@ __global__ void __launch_bounds__(256, 1)
   w.sV = w.sK + STAGES * C::KV_BYTES;
   const uint32_t bars = w.sV + STAGES * C::KV_BYTES; /* full K, full V, empty K, empty V: STAGES each */
   const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
-  const int kv_end = min(p.pos0 + w.m0 + C::BM, w.kv_total);
-  const int n_tiles = (kv_end + BN - 1) / BN;
-  const int my_tiles = min(n_tiles, w.wg_last_pos / BN + 1);
-  const int shared_turns = min(n_tiles, (p.pos0 + w.m0 + 63) / BN + 1) + 1; /* warpgroup 0's turns */
+  const wg_key_tiles kt = key_tiles<BN, C::BM>(w, p);
+  const int n_tiles = kt.n, my_tiles = kt.mine, shared_turns = kt.wg0 + 1; /* warpgroup 0's turns */
   auto bar = [&](int kind, int t) { return bars + 8u * (uint32_t)(kind * STAGES + t % STAGES); };
   enum { FULL_K, FULL_V, EMPTY_K, EMPTY_V };
   auto kbuf = [&](int t) { return w.sK + (uint32_t)(t % STAGES) * C::KV_BYTES; };

@@ -404,12 +404,13 @@ static int compress_with_data(pipeline *p, double *layer_sparsity) {
       KG_TRY(stats_begin(p, &groups[g], need_recon));
       /* The first pass of a block sees the dense block: its outputs are what
        * propagate = dense hands to the next block. */
-      const int dense_outs = o->propagate_dense && g == 0;
+      const int dense_outs = o->propagate_dense && g == 0 && l + 1 < L;
       KG_TRY(team_agree(p, statistics_pass(p, l, dense_outs)));
       KG_TRY(p->eng->ops->stats_allreduce(p->eng, o->team));
       KG_TRY(compress_group(p, l, &groups[g], layer_sparsity[l]));
     }
-    if (!o->propagate_dense) KG_TRY(team_agree(p, propagate_pass(p, l)));
+    /* The last block's outputs feed nothing: its propagate pass is skipped. */
+    if (!o->propagate_dense && l + 1 < L) KG_TRY(team_agree(p, propagate_pass(p, l)));
     p->eng->ops->acts_swap(p->eng);
     kg_debug("block %d/%d compressed", l + 1, L);
   }

@@ -81,10 +81,10 @@ for mk in ${models//,/ }; do
     kg_memwatch_start "ppl_$mk"
     timeout "$tmo" "$K" ppl --model "$spec" --backend cuda --dataset wikitext2 --seqlen 4096 --max-windows "$windows" \
       --batch "${KG_BENCH_PPL_BATCH:-0}" --json > "$log" 2>&1
-    rc=$?; peak=$(kg_memwatch_stop)
+    rc=$?; peak=$(kg_memwatch_stop); pw=$(kg_memwatch_power)
     line=$(grep '^{' "$log" | tail -1)
     if [ $rc = 0 ] && [ -n "$line" ]; then
-      record "$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(json.dumps(dict(section='ppl', model='$fname', seconds=r['seconds'], windows=r['windows'], seqlen=r['seqlen'], peak_gib=$peak, note='%.0f tok/s, ppl %.3f' % (r['tokens_per_s'], r['ppl']))))" "$line")"
+      record "$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(json.dumps(dict(section='ppl', model='$fname', power='$pw', seconds=r['seconds'], windows=r['windows'], seqlen=r['seqlen'], peak_gib=$peak, note='%.0f tok/s, ppl %.3f' % (r['tokens_per_s'], r['ppl']))))" "$line")"
       ppl_windows=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['windows'])" "$line")
     else echo "ppl $mk failed (rc $rc): $(tail -2 "$log")" >&2; fi
   fi
@@ -93,10 +93,10 @@ for mk in ${models//,/ }; do
     w=${ppl_windows:-$([ $quick = 1 ] && echo 16 || echo 83)}
     kg_memwatch_start "torch_$mk"
     timeout "$tmo" python3 "$here/torch_ppl.py" --config "$(torch_config "$mk")" --seqlen 4096 --windows "$w" > "$log" 2>&1
-    rc=$?; peak=$(kg_memwatch_stop)
+    rc=$?; peak=$(kg_memwatch_stop); pw=$(kg_memwatch_power)
     line=$(grep '^{' "$log" | tail -1)
     if [ $rc = 0 ] && [ -n "$line" ]; then
-      record "$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(json.dumps(dict(section='torch_ppl', model='$fname', seconds=r['seconds'], windows=r['windows'], seqlen=r['seqlen'], peak_gib=r['peak_device_gib'], note='%.0f tok/s, torch max_allocated %.2f GiB, torch %s' % (r['tokens_per_s'], r['peak_allocated_gib'], r['torch']))))" "$line")"
+      record "$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(json.dumps(dict(section='torch_ppl', model='$fname', power='$pw', seconds=r['seconds'], windows=r['windows'], seqlen=r['seqlen'], peak_gib=r['peak_device_gib'], note='%.0f tok/s, torch max_allocated %.2f GiB, torch %s' % (r['tokens_per_s'], r['peak_allocated_gib'], r['torch']))))" "$line")"
     else echo "torch $mk failed (rc $rc): $(tail -3 "$log")" >&2; fi
   fi
   for method in sparsegpt wanda; do
@@ -105,11 +105,11 @@ for mk in ${models//,/ }; do
     kg_memwatch_start "${method}_$mk"
     timeout "$tmo" "$K" prune --model "$spec" --backend cuda --method $method --sparsity 0.5 --calib c4 \
       --nsamples $nsamples --seqlen 2048 ${KG_BENCH_PRUNE_ARGS:-} > "$log" 2>&1
-    rc=$?; peak=$(kg_memwatch_stop)
+    rc=$?; peak=$(kg_memwatch_stop); pw=$(kg_memwatch_power)
     read -r total fwd stats solve <<< "$(compress_field "$log")"
     if [ $rc != 0 ] || [ -z "${total:-}" ]; then echo "$method $mk failed (rc $rc): $(tail -2 "$log")" >&2; continue; fi
     wall=$(sed -n 's/^wall time *\([0-9.]*\) s.*/\1/p' "$log")
-    common="model='$fname', nsamples=$nsamples, seqlen=2048, peak_gib=$peak"
+    common="model='$fname', nsamples=$nsamples, seqlen=2048, peak_gib=$peak, power='$pw'"
     if [ $method = sparsegpt ]; then
       record "$(python3 -c "import json; print(json.dumps(dict(section='calib', seconds=$fwd, $common, note='statistics included')))")"
       record "$(python3 -c "import json; print(json.dumps(dict(section='hessians', seconds=$stats, $common, note='GPU time of the statistics kernels')))")"
@@ -124,11 +124,11 @@ for mk in ${models//,/ }; do
     t0=$(date +%s.%N)
     timeout "$tmo" "$K" eval --model "$spec" --backend cuda --tasks boolq,piqa,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa \
       "${lim[@]}" --json "$OUT/eval_$mk.json" > "$log" 2>&1
-    rc=$?; t1=$(date +%s.%N); peak=$(kg_memwatch_stop)
+    rc=$?; t1=$(date +%s.%N); peak=$(kg_memwatch_stop); pw=$(kg_memwatch_power)
     if [ $rc = 0 ]; then
       tok=$(python3 "$here/eval_tokens.py" "$KG_DATA_DIR" --limit $limit 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['tokens'])" 2>/dev/null || echo 0)
       secs=$(python3 -c "import json; d=json.load(open('$OUT/eval_$mk.json')); print(sum(t.get('seconds', 0) for t in d['tasks'].values()))" 2>/dev/null || echo 0)
-      record "$(python3 -c "import json; print(json.dumps(dict(section='eval', model='$fname', seconds=$secs, tokens=$tok, peak_gib=$peak, note='task time; process wall %.1f s; %s' % ($t1 - $t0, '${lim[*]}' or 'full'))))")"
+      record "$(python3 -c "import json; print(json.dumps(dict(section='eval', model='$fname', power='$pw', seconds=$secs, tokens=$tok, peak_gib=$peak, note='task time; process wall %.1f s; %s' % ($t1 - $t0, '${lim[*]}' or 'full'))))")"
     else echo "eval $mk failed (rc $rc): $(tail -2 "$log")" >&2; fi
   fi
 done

@@ -54,17 +54,26 @@ kg_build() {
   cmake --build "$KG_BUILD_DIR" -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m20 -E "error|Error" "$OUT/build.log"; return 1; }
 }
 
-# GPU memory in use, polled every 200 ms (nvidia-smi: the process's
-# allocations, the CUDA context and library workspaces, i.e. more than
-# PyTorch's max_memory_allocated counts). kg_memwatch_start NAME; ...;
-# kg_memwatch_stop prints the peak in GiB minus the idle baseline.
+# GPU memory in use, board power and SM clock, polled every 200 ms
+# (nvidia-smi: memory counts the process's allocations, the CUDA context
+# and library workspaces, i.e. more than PyTorch's max_memory_allocated).
+# kg_memwatch_start NAME; ...; kg_memwatch_stop prints the peak in GiB minus
+# the idle baseline; kg_memwatch_power then prints the mean power and clock
+# over the busy samples (above 250 W: model loading idles near 120 W), e.g.
+# "690 W 1590 MHz", because a 700 W board slows its clocks under long runs
+# and the same code runs slower on a board that holds lower clocks.
 kg_memwatch_start() {
   _kg_mw_file=$OUT/mem_$1.csv
   _kg_mw_base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${KG_GPU:-0}" 2>/dev/null | head -1)
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${KG_GPU:-0}" -lms 200 > "$_kg_mw_file" 2>/dev/null &
+  nvidia-smi --query-gpu=memory.used,power.draw,clocks.sm --format=csv,noheader,nounits -i "${KG_GPU:-0}" -lms 200 \
+    > "$_kg_mw_file" 2>/dev/null &
   _kg_mw_pid=$!
 }
 kg_memwatch_stop() {
   kill "$_kg_mw_pid" 2>/dev/null; wait "$_kg_mw_pid" 2>/dev/null
-  sort -n "$_kg_mw_file" | tail -1 | awk -v b="${_kg_mw_base:-0}" '{printf "%.2f\n", ($1 - b) / 1024}'
+  cut -d, -f1 "$_kg_mw_file" | sort -n | tail -1 | awk -v b="${_kg_mw_base:-0}" '{printf "%.2f\n", ($1 - b) / 1024}'
+}
+kg_memwatch_power() {
+  awk -F', *' '$2 + 0 > 250 { w += $2; f += $3; n++ }
+    END { if (n) printf "%.0f W %.0f MHz\n", w / n, f / n; else print "" }' "$_kg_mw_file"
 }

@@ -152,6 +152,8 @@ def main():
         note = r.get("note", "")
         if why:
             note = f"{why}; {note}" if note else why
+        if r.get("power"):
+            note = f"{note}; board {r['power']}" if note else f"board {r['power']}"
         fs = floor_row(r, m, cs)[0] if (m and cs) else float("nan")
         ratio_s = sec / fs if fs and not math.isnan(fs) and fs > 0 else float("nan")
         print(f"{r['model'][:22]:<22} {label[:46]:<46} {sec:>10.2f} {fl:>8.2f} {ratio:>6.2f} {fs:>11.2f} {ratio_s:>6.2f} "

@@ -10,6 +10,11 @@
 // row-major W [rows, cols], i.e. column-major C[rows x n] = op_T(A) B.
 // Build: nvcc -O3 -arch=sm_90 -o gemm_shapes gemm_shapes.cu -lcublasLt -lcublas
 // Usage: gemm_shapes [tokens ...]   (default 4096 8192)
+//        gemm_shapes --sustained SECONDS [tokens]: each candidate of the
+//        pass's four distinct shapes run back to back for SECONDS on a board
+//        already at its power limit (a 10 s warm-up GEMM first). Under the
+//        700 W cap an algorithm's sustained rate is set by its energy per
+//        FLOP, which short timings do not show.
 #include <cublasLt.h>
 
 #include <cstring>
@@ -87,9 +92,91 @@ static double time_gemmex(cublasHandle_t h, const shape &s, int n, void *W, void
   }, 3, 9);
 }
 
+/* Runs f back to back for `seconds` (in batches of `batch` calls between
+ * two events); returns the mean milliseconds per call. */
+template <class F>
+static double sustained_ms(F f, double seconds, int batch) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  double total_ms = 0;
+  long calls = 0;
+  while (total_ms < 1e3 * seconds) {
+    CHECK_CUDA(cudaEventRecord(a));
+    for (int i = 0; i < batch; i++) f();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    total_ms += ms;
+    calls += batch;
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return total_ms / (double)calls;
+}
+
+/* Every candidate of each shape: short median and sustained rate. */
+static void sustained_table(cublasLtHandle_t lt, const shape *shapes, int n_shapes, int n, double seconds, void *ws,
+                            size_t ws_bytes) {
+  std::printf("%-34s %6s %4s %9s %9s %9s %9s\n", "GEMM", "tokens", "cand", "short ms", "TFLOP/s", "sust. ms",
+              "TFLOP/s");
+  for (int si = 0; si < n_shapes; si++) {
+    const shape &s = shapes[si];
+    const size_t wn = (size_t)s.rows * s.cols, xn = (size_t)n * s.cols, yn = (size_t)n * s.rows;
+    void *W, *X, *Y;
+    CHECK_CUDA(cudaMalloc(&W, wn * 2));
+    CHECK_CUDA(cudaMalloc(&X, xn * 2));
+    CHECK_CUDA(cudaMalloc(&Y, yn * (s.f32_out ? 4 : 2)));
+    fill_any(W, wn, CUDA_R_16BF);
+    fill_any(X, xn, CUDA_R_16BF);
+    CHECK_CUDA(cudaMemset(Y, 0, yn * (s.f32_out ? 4 : 2)));
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    CHECK_OK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
+    CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr)));
+    CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt)));
+    CHECK_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, s.cols, s.rows, s.cols));
+    CHECK_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, s.cols, n, s.cols));
+    CHECK_OK(cublasLtMatrixLayoutCreate(&lc, s.f32_out ? CUDA_R_32F : CUDA_R_16BF, s.rows, n, s.rows));
+    cublasLtMatmulPreference_t pref;
+    CHECK_OK(cublasLtMatmulPreferenceCreate(&pref));
+    CHECK_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                  sizeof(ws_bytes)));
+    cublasLtMatmulHeuristicResult_t cand[8];
+    int found = 0;
+    CHECK_OK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, cand, &found));
+    const float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
+    const double flop = 2.0 * s.rows * (double)s.cols * n;
+    for (int i = 0; i < found; i++) {
+      auto call = [&] {
+        CHECK_OK(cublasLtMatmul(lt, op, &one, W, la, X, lb, &beta, Y, lc, Y, lc, &cand[i].algo, ws, ws_bytes, 0));
+      };
+      const double short_ms = median_ms(call, 2, 7);
+      const double sust = sustained_ms(call, seconds, 20);
+      std::printf("%-34s %6d %4d %9.3f %9.1f %9.3f %9.1f\n", s.name, n, i, short_ms, flop / short_ms / 1e9, sust,
+                  flop / sust / 1e9);
+      std::fflush(stdout);
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    cudaFree(W);
+    cudaFree(X);
+    cudaFree(Y);
+  }
+}
+
 int main(int argc, char **argv) {
   std::vector<int> tokens;
-  for (int i = 1; i < argc; i++) tokens.push_back(std::atoi(argv[i]));
+  double sustained = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!std::strcmp(argv[i], "--sustained") && i + 1 < argc) sustained = std::atof(argv[++i]);
+    else tokens.push_back(std::atoi(argv[i]));
+  }
   if (tokens.empty()) tokens = {4096, 8192};
   const shape shapes[] = {
       {"q/k/v (bf16 out)", 4096, 4096, 1, false, false},
@@ -115,6 +202,30 @@ int main(int argc, char **argv) {
   cudaDeviceProp p;
   CHECK_CUDA(cudaGetDeviceProperties(&p, 0));
   std::printf("device %s\n", p.name);
+  if (sustained > 0) {
+    const shape pass[] = {shapes[0], shapes[3], shapes[5], shapes[8]};
+    /* the warm-up: the board at its power limit before the first candidate */
+    const int big = 8192;
+    void *A, *B, *C;
+    CHECK_CUDA(cudaMalloc(&A, (size_t)big * big * 2));
+    CHECK_CUDA(cudaMalloc(&B, (size_t)big * big * 2));
+    CHECK_CUDA(cudaMalloc(&C, (size_t)big * big * 2));
+    fill_any(A, (size_t)big * big, CUDA_R_16BF);
+    fill_any(B, (size_t)big * big, CUDA_R_16BF);
+    const float one = 1.0f, zero = 0.0f;
+    const double warm_ms = sustained_ms([&] {
+      CHECK_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, big, big, big, &one, A, CUDA_R_16BF, big, B, CUDA_R_16BF, big,
+                            &zero, C, CUDA_R_16BF, big, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }, 10.0, 20);
+    std::printf("warm-up gemm_bf16_8192 for 10 s: %.1f TFLOP/s\n", 2.0 * big * (double)big * big / warm_ms / 1e9);
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+    sustained_table(lt, pass, 4, tokens.empty() ? 4096 : tokens[0], sustained, ws, ws_bytes);
+    cublasLtDestroy(lt);
+    cublasDestroy(h);
+    return 0;
+  }
   std::printf("%-34s %6s %9s %9s %9s %9s %6s  %s\n", "GEMM", "tokens", "GemmEx", "Lt first", "Lt best", "TFLOP/s",
               "gain", "candidates");
   for (int n : tokens) {

@@ -2,6 +2,7 @@
  * tensor-core Gram update (fp32 accumulation), column squared norms come
  * from the fp32 input with float64 sums; also the 16-bit activation store.
  * See cc.h for the rounding. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "compress/cuda/cc_internal.cuh"
@@ -298,6 +299,53 @@ __global__ void k_stats_rows16(const T16 *__restrict__ x, int64_t rows, int d, d
   }
 }
 
+/* The same sums, 8 columns a thread through 16-byte loads: the kernel above
+ * keeps one 2-byte load in flight per thread, far from the copy rate on a
+ * 7B layer's activations. Every column sums its rows in the same order as
+ * above (rows threadIdx.y, +8, ...; then the 8 row partials in order), so
+ * both kernels give the same bits. Needs d % 8 == 0 and 16-byte rows. */
+#define STATS_VEC_COLS 8
+template <typename T16>
+__global__ void __launch_bounds__(256) k_stats_rows16_vec(const T16 *__restrict__ x, int64_t rows, int d,
+                                                          double *partial, float *alpha_beta, int *flags) {
+  __shared__ double part[8][32 * STATS_VEC_COLS + 1];
+  const int col0 = (blockIdx.x * 32 + threadIdx.x) * STATS_VEC_COLS;
+  const int64_t r0 = (int64_t)blockIdx.y * STATS_ROWS_PER_CHUNK;
+  const int64_t r1 = r0 + STATS_ROWS_PER_CHUNK < rows ? r0 + STATS_ROWS_PER_CHUNK : rows;
+  double acc[STATS_VEC_COLS];
+#pragma unroll
+  for (int k = 0; k < STATS_VEC_COLS; k++) acc[k] = 0.0;
+  int bad = 0;
+  if (col0 < d) {
+#pragma unroll 4
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+      const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(x + r * d + col0));
+      const T16 *v = reinterpret_cast<const T16 *>(&raw);
+#pragma unroll
+      for (int k = 0; k < STATS_VEC_COLS; k++) {
+        const float f = cc_widen(v[k]);
+        acc[k] += (double)f * (double)f;
+        if (!(fabsf(f) < CC_AMAX_LIMIT)) bad = 1;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < STATS_VEC_COLS; k++) part[threadIdx.y][threadIdx.x * STATS_VEC_COLS + k] = acc[k];
+  __syncthreads();
+  /* 256 columns, 256 threads: each thread finishes one column */
+  const int t = threadIdx.y * 32 + threadIdx.x, col = blockIdx.x * 32 * STATS_VEC_COLS + t;
+  if (col < d) {
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++) sum += part[k][t];
+    partial[(int64_t)blockIdx.y * d + col] = sum;
+  }
+  if (bad) flags[0] = 1;
+  if (alpha_beta && blockIdx.x == 0 && blockIdx.y == 0 && t == 0) {
+    alpha_beta[0] = 1.0f;
+    alpha_beta[1] = 1.0f;
+  }
+}
+
 extern "C" int kg_cc_stats_add16(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon, const void *x, kg_dtype dtype,
                                  int64_t rows, int64_t samples) {
   int rc = KG_OK;
@@ -312,12 +360,24 @@ extern "C" int kg_cc_stats_add16(kg_cc *cc, kg_cc_stats *st, kg_cc_stats *recon,
   CC_TRY(cc_scratch(cc, CC_SCRATCH_SMALL, 4096, (void **)&small));
   CC_TRY(cc_scratch(cc, CC_SCRATCH_PARTIAL, (size_t)chunks * d * sizeof(double), (void **)&partial));
   {
-    dim3 grid((unsigned)((d + 31) / 32), (unsigned)chunks), block(32, 8);
     float *ab = gram ? small + 1 : NULL;
-    if (dtype == KG_DT_BF16)
-      k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __nv_bfloat16 *)x, rows, (int)d, partial, ab, cc->flags);
-    else
-      k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __half *)x, rows, (int)d, partial, ab, cc->flags);
+    const dim3 block(32, 8);
+    /* KG_CC_STATS_VEC=0 keeps the one-column kernel (for comparisons). */
+    const char *vec_env = getenv("KG_CC_STATS_VEC");
+    if (d % STATS_VEC_COLS == 0 && (uintptr_t)x % 16 == 0 && !(vec_env && !strcmp(vec_env, "0"))) {
+      const dim3 grid((unsigned)((d + 32 * STATS_VEC_COLS - 1) / (32 * STATS_VEC_COLS)), (unsigned)chunks);
+      if (dtype == KG_DT_BF16)
+        k_stats_rows16_vec<<<grid, block, 0, cc->stream>>>((const __nv_bfloat16 *)x, rows, (int)d, partial, ab,
+                                                          cc->flags);
+      else
+        k_stats_rows16_vec<<<grid, block, 0, cc->stream>>>((const __half *)x, rows, (int)d, partial, ab, cc->flags);
+    } else {
+      const dim3 grid((unsigned)((d + 31) / 32), (unsigned)chunks);
+      if (dtype == KG_DT_BF16)
+        k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __nv_bfloat16 *)x, rows, (int)d, partial, ab, cc->flags);
+      else
+        k_stats_rows16<<<grid, block, 0, cc->stream>>>((const __half *)x, rows, (int)d, partial, ab, cc->flags);
+    }
     CC_LAUNCHED();
     k_stats_finish<<<(unsigned)((d + 255) / 256), 256, 0, cc->stream>>>(partial, chunks, (int)d, st->sqnorm);
     CC_LAUNCHED();

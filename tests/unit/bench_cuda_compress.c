@@ -131,6 +131,39 @@ static void bench_wanda(kg_cc *cc) {
          32 * total[0], 32 * total[2], 32 * total[1]);
 }
 
+/* Column norms of a forward's hook input (2 samples of 2048 tokens, bf16)
+ * at the 7B widths, with each of the two kernels (KG_CC_STATS_VEC). */
+static void bench_stats(kg_cc *cc) {
+  const int64_t rows = 4096, widths[] = {4096, 11008};
+  for (int w = 0; w < 2; w++) {
+    const int64_t d = widths[w], n = rows * d;
+    uint16_t *bits = xmalloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) bits[i] = kg_f32_to_bf16(gauss());
+    void *dx = dev_copy(bits, (size_t)n * 2);
+    double ms[2] = {0, 0};
+    for (int vec = 0; vec < 2; vec++) {
+      setenv("KG_CC_STATS_VEC", vec ? "1" : "0", 1);
+      kg_cc_stats st;
+      CHECK_OK(kg_cc_stats_init(cc, &st, d, 0));
+      const int reps = 20;
+      for (int r = 0; r <= reps; r++) {
+        CHECK_OK(kg_cc_sync(cc));
+        const double t0 = kg_now();
+        CHECK_OK(kg_cc_stats_add16(cc, &st, NULL, dx, KG_DT_BF16, rows, 2));
+        CHECK_OK(kg_cc_sync(cc));
+        if (r) ms[vec] += 1e3 * (kg_now() - t0) / reps;
+      }
+      kg_cc_stats_free(&st);
+    }
+    unsetenv("KG_CC_STATS_VEC");
+    printf("BENCH stats column norms %lld x %lld bf16: one column a thread %.3f ms (%.0f GB/s), 8 columns %.3f ms "
+           "(%.0f GB/s)\n",
+           (long long)rows, (long long)d, ms[0], 2e-6 * n / ms[0], ms[1], 2e-6 * n / ms[1]);
+    kg_cc_free(dx);
+    free(bits);
+  }
+}
+
 int main(void) {
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
@@ -140,6 +173,7 @@ int main(void) {
   kg_cc *cc = NULL;
   CHECK_OK(kg_cc_create(-1, NULL, &cc));
   if (!cc) return 1;
+  bench_stats(cc);
   bench(cc);
   bench_wanda(cc);
   kg_cc_destroy(cc);

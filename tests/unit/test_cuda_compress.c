@@ -620,6 +620,10 @@ int main(int argc, char **argv) {
   test_stats(cc, 0, 8200, 40);
   test_stats16(cc, KG_DT_BF16, 203, 317);
   test_stats16(cc, KG_DT_F16, 2050, 70);
+  /* widths that are multiples of 8 take the 16-byte kernel: a partial last
+   * block of columns, and a partial last chunk of rows */
+  test_stats16(cc, KG_DT_BF16, 264, 300);
+  test_stats16(cc, KG_DT_F16, 4096, 70);
   if (!use_mpi) printf("SKIP NCCL team of one (KG_TEST_NO_MPI)\n");
   test_masks(cc);
   test_wanda_rows(cc);

@@ -33,6 +33,8 @@ static const char usage[] =
     "  --blocksize N        SparseGPT/GPTQ block size (default 128)\n"
     "  --calib-batch N      calibration samples per block forward (default 0: the\n"
     "                       engine's choice, 4096 tokens a forward on a GPU, 1 on the CPU)\n"
+    "  --recon-samples N    samples for reconstruction errors of methods without a\n"
+    "                       Hessian (default 16); 0: no reconstruction errors at all\n"
     "  --use-variant        Wanda's alpha-bisection variant\n"
     "  --owl-m X            OWL outlier threshold M (default 5)\n"
     "  --owl-lambda X       OWL sparsity range lambda (default 0.08)\n"
@@ -89,6 +91,7 @@ static int write_json(const char *path, const kg_cli_model_opts *mo, const char 
   fprintf(f, " \"overall_sparsity\": %.9g, \"seconds\": %.6f, \"calib_forward_seconds\": %.6f, \"stats_seconds\": %.6f,"
              " \"solve_seconds\": %.6f, \"wall_seconds\": %.6f, \"peak_host_mib\": %.1f,\n",
           r->overall_sparsity, r->seconds, r->calib_forward_seconds, r->stats_seconds, r->solve_seconds, wall_s, peak_mib);
+  fprintf(f, " \"recon_tokens\": %lld,\n", (long long)r->recon_tokens);
   if (ppl == ppl) fprintf(f, " \"ppl\": %.9g,\n", ppl);
   fprintf(f, " \"linears\": [");
   for (int i = 0; i < r->n_linears; i++) {
@@ -151,6 +154,7 @@ int kg_cmd_prune(int argc, char **argv) {
     }
     else if (!strcmp(a, "--percdamp")) { if (kg_cli_parse_double("prune", a, val, &co.percdamp)) return 2; }
     else if (!strcmp(a, "--calib-batch")) { if (kg_cli_parse_int("prune", a, val, 0, 4096, &v)) return 2; co.calib_batch = (int)v; }
+    else if (!strcmp(a, "--recon-samples")) { if (kg_cli_parse_int("prune", a, val, 0, 1 << 20, &v)) return 2; co.recon_samples = (int)v; }
     else if (!strcmp(a, "--blocksize")) { if (kg_cli_parse_int("prune", a, val, 1, 1 << 16, &v)) return 2; co.blocksize = (int)v; }
     else if (!strcmp(a, "--owl-m")) { if (kg_cli_parse_double("prune", a, val, &co.owl_m)) return 2; }
     else if (!strcmp(a, "--owl-lambda")) { if (kg_cli_parse_double("prune", a, val, &co.owl_lambda)) return 2; }

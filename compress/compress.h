@@ -48,7 +48,8 @@ typedef struct kg_compress_opts {
   double owl_m;           /* 5 */
   double owl_lambda;      /* 0.08 */
   int recon_samples;      /* samples used for the reconstruction error when the
-                             method needs no Hessian (default 16; 0 = skip) */
+                             method needs no Hessian (Hessian methods use all);
+                             default 16; 0: no reconstruction errors at all */
   int calib_batch;        /* calibration samples per block forward (0: the
                              engine's choice; results do not depend on it
                              beyond float summation order) */

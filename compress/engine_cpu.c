@@ -200,7 +200,11 @@ static int cpu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double sp
       return kg_error(KG_ERR_NOMEM, "out of memory for a %lldx%lld Hessian", (long long)cols, (long long)cols);
     KG_TRY(kg_stats_hessian(&c->stats[in], c->H[in]));
   }
-  const kg_linear_stats *gram_src = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
+  /* recon_samples = 0: no reconstruction errors, for any method */
+  const kg_linear_stats *gram_src = o->recon_samples <= 0 ? NULL
+                                    : c->with_gram        ? &c->stats[in]
+                                    : c->recon[in].d      ? &c->recon[in]
+                                                          : NULL;
   if (gram_src && gram_src->n_samples > 0 && !c->G[in]) {
     if (!(c->G[in] = malloc((size_t)cols * cols * sizeof(double)))) return kg_error(KG_ERR_NOMEM, "out of memory");
     KG_TRY(kg_stats_gram(gram_src, c->G[in]));

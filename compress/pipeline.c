@@ -456,7 +456,9 @@ int kg_compress_model(kg_model *m, const kg_calib_set *calib, const kg_compress_
   if ((rc = team_agree(&p, kg_engine_create(m, o, &p.eng))) < 0) goto done;
   kg_debug("compression engine: %s", p.eng->ops->name);
   p.with_gram = kg_method_uses_hessian(o->method);
-  rc = calib ? compress_with_data(&p, layer_sparsity) : compress_without_data(&p);
+  /* Magnitude and RTN read data only for reconstruction errors. */
+  const int data_needed = calib && (kg_method_uses_calibration(o->method) || o->recon_samples > 0);
+  rc = data_needed ? compress_with_data(&p, layer_sparsity) : compress_without_data(&p);
   if (rc >= 0) rc = sync_masters(&p);
   if (rc >= 0 && rep) {
     rep->overall_sparsity = overall_sparsity(&p);
@@ -466,9 +468,10 @@ int kg_compress_model(kg_model *m, const kg_calib_set *calib, const kg_compress_
     rep->calib_forward_seconds = p.forward_seconds;
     rep->stats_seconds = p.eng->ops->stats_seconds(p.eng);
     rep->solve_seconds = p.solve_seconds;
-    rep->recon_tokens = p.with_gram && calib ? (int64_t)calib->nsamples * calib->seqlen
-                        : calib ? (int64_t)(o->recon_samples < calib->nsamples ? o->recon_samples : calib->nsamples) * calib->seqlen
-                                : 0;
+    rep->recon_tokens = !calib || o->recon_samples <= 0 ? 0
+                        : p.with_gram ? (int64_t)calib->nsamples * calib->seqlen
+                                      : (int64_t)(o->recon_samples < calib->nsamples ? o->recon_samples : calib->nsamples) *
+                                            calib->seqlen;
   }
 done:
   kg_engine_destroy(p.eng);

@@ -131,6 +131,7 @@ typedef struct kg_sweep_pruning {
   double percdamp;       /* SparseGPT/GPTQ Hessian dampening, fraction of mean diagonal */
   int blocksize;         /* SparseGPT/GPTQ column block */
   int calib_batch;       /* calibration samples per block forward, 0 = the engine's choice */
+  int recon_samples;     /* samples for reconstruction errors without a Hessian; 0 = none at all */
   int wanda_use_variant; /* Wanda appendix variant (per-row threshold search) */
   double owl_m;          /* OWL outlier threshold M (multiple of the layer mean) */
   double owl_lambda;     /* OWL layer sparsity spread: layers lie in [S - lambda, S + lambda] */

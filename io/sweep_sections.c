@@ -9,7 +9,7 @@
 #include "io/sweep_internal.h"
 
 static const char *const k_pruning_keys[] = {"true_sequential", "propagate", "percdamp", "blocksize", "calib_batch",
-                                             "wanda_use_variant", "owl_m", "owl_lambda", NULL};
+                                             "recon_samples", "wanda_use_variant", "owl_m", "owl_lambda", NULL};
 static const char *const k_propagate_names[] = {"pruned", "dense", NULL};
 static const char *const k_eval_keys[] = {"perplexity", "js_divergence", "tasks", NULL};
 static const char *const k_ppl_keys[] = {"dataset", "seqlen", "max_windows", NULL};
@@ -39,6 +39,7 @@ void kg_sv_pruning(kg_sv *v, const config_setting_t *root) {
   p->percdamp = 0.01;
   p->blocksize = 128;
   p->calib_batch = 0;
+  p->recon_samples = 16;
   p->wanda_use_variant = 0;
   p->owl_m = 5.0;
   p->owl_lambda = 0.08;
@@ -55,6 +56,7 @@ void kg_sv_pruning(kg_sv *v, const config_setting_t *root) {
   if (kg_sv_float(v, g, "pruning", "percdamp", 0.0, 1, 1.0, 0, &f) == KG_SV_OK) p->percdamp = f;
   if (kg_sv_int(v, g, "pruning", "blocksize", 1, 1 << 16, &x) == KG_SV_OK) p->blocksize = (int)x;
   if (kg_sv_int(v, g, "pruning", "calib_batch", 0, 4096, &x) == KG_SV_OK) p->calib_batch = (int)x;
+  if (kg_sv_int(v, g, "pruning", "recon_samples", 0, 1 << 20, &x) == KG_SV_OK) p->recon_samples = (int)x;
   if (kg_sv_bool(v, g, "pruning", "wanda_use_variant", &b) == KG_SV_OK) p->wanda_use_variant = b;
   if (kg_sv_float(v, g, "pruning", "owl_m", 0.0, 1, INFINITY, 0, &f) == KG_SV_OK) p->owl_m = f;
   if (kg_sv_float(v, g, "pruning", "owl_lambda", 0.0, 0, 0.5, 1, &f) == KG_SV_OK) p->owl_lambda = f;

@@ -175,6 +175,7 @@ static void compress_opts(const kg_worker *w, const kg_sweep_cell *cell, kg_comp
   o->percdamp = p->percdamp;
   o->blocksize = p->blocksize;
   o->calib_batch = p->calib_batch;
+  o->recon_samples = p->recon_samples;
   o->use_variant = p->wanda_use_variant;
   o->owl_m = p->owl_m;
   o->owl_lambda = p->owl_lambda;

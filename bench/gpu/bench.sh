@@ -6,9 +6,12 @@
 # and bytes against ceilings measured in the same run (bench/NOTES.md).
 #
 # usage: bench/gpu/bench.sh [--quick] [--sections LIST] [--models LIST]
-#   --sections  comma list of: ceilings, ppl, torch, sparsegpt, wanda, eval,
-#               solver (default: all). sparsegpt gives the calibration,
-#               Hessian, solve and end-to-end rows from one run.
+#   --sections  comma list of: ceilings, ppl, torch, sparsegpt, wanda,
+#               wanda-norecon, eval, solver (default: all). sparsegpt gives
+#               the calibration, Hessian, solve and end-to-end rows from one
+#               run; wanda-norecon is Wanda with --recon-samples 0, the work
+#               the reference pipeline does (it measures no reconstruction
+#               errors).
 #   --models    comma list of: llama7b (synthetic:llama-2-7b, random bf16
 #               weights made in memory), smollm2 (SmolLM2-135M; the real
 #               GGUF via KG_SMOLLM2_GGUF or the data cache, else
@@ -26,14 +29,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
 quick=0
-sections=ceilings,ppl,torch,sparsegpt,wanda,eval,solver
+sections=ceilings,ppl,torch,sparsegpt,wanda,wanda-norecon,eval,solver
 models=llama7b,smollm2
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --sections) sections=$2; shift ;;
     --models) models=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -99,15 +102,16 @@ for mk in ${models//,/ }; do
       record "$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(json.dumps(dict(section='torch_ppl', model='$fname', power='$pw', seconds=r['seconds'], windows=r['windows'], seqlen=r['seqlen'], peak_gib=r['peak_device_gib'], note='%.0f tok/s, torch max_allocated %.2f GiB, torch %s' % (r['tokens_per_s'], r['peak_allocated_gib'], r['torch']))))" "$line")"
     else echo "torch $mk failed (rc $rc): $(tail -3 "$log")" >&2; fi
   fi
-  for method in sparsegpt wanda; do
-    want $method || continue
-    log=$OUT/${method}_$mk.log
-    kg_memwatch_start "${method}_$mk"
+  for row in sparsegpt wanda wanda-norecon; do
+    want $row || continue
+    method=${row%-norecon}; extra=(); [ $row != $method ] && extra=(--recon-samples 0)
+    log=$OUT/${row}_$mk.log
+    kg_memwatch_start "${row}_$mk"
     timeout "$tmo" "$K" prune --model "$spec" --backend cuda --method $method --sparsity 0.5 --calib c4 \
-      --nsamples $nsamples --seqlen 2048 ${KG_BENCH_PRUNE_ARGS:-} > "$log" 2>&1
+      --nsamples $nsamples --seqlen 2048 "${extra[@]}" ${KG_BENCH_PRUNE_ARGS:-} > "$log" 2>&1
     rc=$?; peak=$(kg_memwatch_stop); pw=$(kg_memwatch_power)
     read -r total fwd stats solve <<< "$(compress_field "$log")"
-    if [ $rc != 0 ] || [ -z "${total:-}" ]; then echo "$method $mk failed (rc $rc): $(tail -2 "$log")" >&2; continue; fi
+    if [ $rc != 0 ] || [ -z "${total:-}" ]; then echo "$row $mk failed (rc $rc): $(tail -2 "$log")" >&2; continue; fi
     wall=$(sed -n 's/^wall time *\([0-9.]*\) s.*/\1/p' "$log")
     common="model='$fname', nsamples=$nsamples, seqlen=2048, peak_gib=$peak, power='$pw'"
     if [ $method = sparsegpt ]; then
@@ -115,7 +119,7 @@ for mk in ${models//,/ }; do
       record "$(python3 -c "import json; print(json.dumps(dict(section='hessians', seconds=$stats, $common, note='GPU time of the statistics kernels')))")"
       record "$(python3 -c "import json; print(json.dumps(dict(section='solve', seconds=$solve, $common, note='incl. weight transfers and recon errors')))")"
     fi
-    record "$(python3 -c "import json; print(json.dumps(dict(section='$method', seconds=$total, $common, note='process wall %s s incl. model load' % '$wall')))")"
+    record "$(python3 -c "import json; print(json.dumps(dict(section='$row', seconds=$total, $common, note='process wall %s s incl. model load' % '$wall')))")"
   done
   if want eval; then
     log=$OUT/eval_$mk.log

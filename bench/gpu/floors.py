@@ -84,7 +84,7 @@ def floor_row(row, m, c):
     if s == "sparsegpt":
         t = fwd / bf16 + gram / fp16 + max((sweep + factor) / fp32, (pcie_bytes + sync_bytes) / pcie)
         return t, "forward + Gram + solve"
-    if s == "wanda":
+    if s in ("wanda", "wanda-norecon"):
         mask_pcie = m["L"] * (4 * block_params(m) + block_params(m) / 8) + sync_bytes
         return fwd / bf16 + max(act_bytes / 2 / hbm, mask_pcie / pcie), "forward + PCIe"
     if s == "eval":
@@ -115,6 +115,7 @@ LABELS = {
     "hessians": "  of which Hessians (device time)",
     "solve": "SparseGPT solve (7 linears x {L} blocks)",
     "wanda": "Wanda prune end to end",
+    "wanda-norecon": "  without recon errors (as the reference)",
     "sparsegpt": "SparseGPT prune end to end",
     "eval": "7-task zero-shot suite",
 }

@@ -529,7 +529,11 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
     prefetch_take(c, in);
     prefetch_after(c, in);
   }
-  const kg_cc_stats *gsrc = c->with_gram ? &c->stats[in] : c->recon[in].d ? &c->recon[in] : NULL;
+  /* recon_samples = 0: no reconstruction errors, for any method */
+  const kg_cc_stats *gsrc = e->o->recon_samples <= 0 ? NULL
+                            : c->with_gram          ? &c->stats[in]
+                            : c->recon[in].d        ? &c->recon[in]
+                                                    : NULL;
   const float *G = gsrc && gsrc->gram && gsrc->n_samples > 0 ? gsrc->gram : NULL;
   /* The previous linear's download reads dW: it must end before dW moves. */
   if (n > c->w_cap) KG_TRY(cue_join_download(c));

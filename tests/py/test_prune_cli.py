@@ -97,3 +97,33 @@ def test_calibration_batch_changes_only_summation_order(tmp_path, method):
     assert zeros_differ <= total * 1e-4, f"{zeros_differ} of {total} mask entries differ"
     for a, b in zip(reports[1]["linears"], reports[3]["linears"]):
         assert b["recon_error"] == pytest.approx(a["recon_error"], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt", "magnitude"])
+def test_recon_samples_sets_only_the_error_measurement(tmp_path, method):
+    """--recon-samples changes which samples the reconstruction errors use
+    (methods without a Hessian) or drops them (0), never the pruned weights;
+    magnitude with 0 runs no calibration pass at all."""
+    data_path("models/stories260K/stories260K.bin")
+    reports, weights = {}, {}
+    for n in (0, 4, 16):
+        out = tmp_path / f"r{n}"
+        run("prune", *COMMON, "--method", method, "--sparsity", "0.5", "--recon-samples", str(n), "--out", out,
+            "--json", tmp_path / f"r{n}.json")
+        reports[n] = json.loads((tmp_path / f"r{n}.json").read_text())
+        weights[n] = read_safetensors(out / "model.safetensors")
+    for name, w in weights[16].items():
+        np.testing.assert_array_equal(weights[0][name], w, err_msg=name)
+        np.testing.assert_array_equal(weights[4][name], w, err_msg=name)
+    assert all("recon_error" not in l for l in reports[0]["linears"])
+    assert reports[0]["recon_tokens"] == 0
+    for n in (4, 16):
+        assert all(l["recon_error"] >= 0 for l in reports[n]["linears"])
+    # 8 calibration samples of 128 tokens: Hessian methods measure on all of them
+    assert reports[4]["recon_tokens"] == (8 if method == "sparsegpt" else 4) * 128
+    assert reports[16]["recon_tokens"] == 8 * 128
+    if method != "sparsegpt":
+        assert reports[4]["linears"][0]["recon_error"] != reports[16]["linears"][0]["recon_error"]
+    if method == "magnitude":
+        assert reports[0]["calib_forward_seconds"] == 0
+        assert reports[4]["calib_forward_seconds"] > 0

@@ -65,6 +65,7 @@ static void check_struct(const kg_sweep *sw) {
   CHECK(sw->pruning.blocksize == 64 && sw->pruning.wanda_use_variant);
   CHECK_NEAR(sw->pruning.owl_m, 7.0, 0);
   CHECK_NEAR(sw->pruning.owl_lambda, 0.1, 0);
+  CHECK(sw->pruning.recon_samples == 0);
 
   CHECK(sw->n_ppl == 2 && sw->ppl[0].kind == KG_TEXT_WIKITEXT2 && sw->ppl[0].max_windows == 0);
   CHECK(sw->ppl[1].kind == KG_TEXT_C4 && sw->ppl[1].seqlen == 1024 && sw->ppl[1].max_windows == 40);

@@ -517,14 +517,18 @@ static int cu_solve(kg_engine *e, kg_linear *lin, kg_linear_input in, double spa
   out->recon_error = out->recon_relative = out->percdamp = NAN;
   out->damp_retries = 0;
   out->device_current = 0;
-  if ((int)in < c->min_input)
+  /* Methods that read no statistics (magnitude, RTN without data) solve
+   * block after block with no plan in between: only statistics impose an order. */
+  if ((int)in < c->min_input && kg_method_uses_calibration(e->o->method))
     return kg_error(KG_ERR_ARG, "the statistics of input %s were released (linears must come in input order)",
                     kg_linear_input_name(in));
-  /* Inputs below this one are done with: free their Grams before the solve
-   * allocates (the down projection's is the largest). */
-  for (int k = c->min_input; k < (int)in; k++) release_input(c, k);
+  if ((int)in >= c->min_input) {
+    /* Inputs below this one are done with: free their Grams before the
+     * solve allocates (the down projection's is the largest). */
+    for (int k = c->min_input; k < (int)in; k++) release_input(c, k);
+    c->min_input = in;
+  }
   if (c->factor.U && c->factor.G != c->stats[in].gram) kg_cc_factor_free(&c->factor);
-  c->min_input = in;
   if (device_solvable(e->o) && needs_factor(e->o)) {
     prefetch_take(c, in);
     prefetch_after(c, in);

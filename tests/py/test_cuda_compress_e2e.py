@@ -239,6 +239,26 @@ def test_cuda_engine_budget_mode_matches_resident(dense, gpu, tmp_path):
     assert not diff, f"{len(diff)} linears differ, first {diff[0]}"
 
 
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_cuda_engine_recon_samples_zero(dense, gpu, tmp_path, method):
+    """--recon-samples 0 drops the reconstruction errors and nothing else; for
+    magnitude it routes to the data-free path, which solves block after block
+    with no statistics plan in between (it once failed there on the CUDA
+    engine with "statistics ... were released"). Magnitude's masks are exact
+    per-row selections on the float32 masters, so the CUDA engine matches
+    the host engine bit for bit."""
+    a = prune(dense, tmp_path / "with", method, ["--sparsity", "0.5"], backend="cuda")
+    b = prune(dense, tmp_path / "without", method, ["--sparsity", "0.5"], backend="cuda",
+              extra=("--recon-samples", "0"))
+    diff = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not diff, f"{len(diff)} linears differ, first {diff[0]}"
+    if method == "magnitude":
+        host = prune(dense, tmp_path / "host", method, ["--sparsity", "0.5"], backend="cuda",
+                     env={"KG_COMPRESS_ENGINE": "cpu"}, extra=("--recon-samples", "0"))
+        diff = [k for k in a if not np.array_equal(host[k], b[k])]
+        assert not diff, f"{len(diff)} linears differ from the host engine, first {diff[0]}"
+
+
 def test_cuda_profile_times_every_operation(gpu):
     """KG_CUDA_PROFILE=1 times each backend operation with events: the counts
     follow the model's structure (7 GEMMs, 2 norms, 2 ropes and a SwiGLU per

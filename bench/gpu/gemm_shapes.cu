@@ -33,48 +33,84 @@ struct lt_result {
   int candidates, best_index;
 };
 
-static lt_result time_lt(cublasLtHandle_t lt, const shape &s, int n, void *W, void *X, void *Y, void *ws,
-                         size_t ws_bytes) {
+/* A shape's weights, input and output on the device, filled with pseudo-random values. */
+struct operands {
+  void *W, *X, *Y;
+  operands(const shape &s, int n) {
+    const size_t wn = (size_t)s.rows * s.cols * s.batch, xn = (size_t)n * s.cols, yn = (size_t)n * s.rows * s.batch;
+    CHECK_CUDA(cudaMalloc(&W, wn * 2));
+    CHECK_CUDA(cudaMalloc(&X, xn * 2));
+    CHECK_CUDA(cudaMalloc(&Y, yn * (s.f32_out ? 4 : 2)));
+    fill_any(W, wn, CUDA_R_16BF);
+    fill_any(X, xn, CUDA_R_16BF);
+    CHECK_CUDA(cudaMemset(Y, 0, yn * (s.f32_out ? 4 : 2)));
+  }
+  ~operands() {
+    cudaFree(W);
+    cudaFree(X);
+    cudaFree(Y);
+  }
+};
+
+/* One shape's cuBLASLt descriptors and its heuristic's top candidates. */
+struct lt_plan {
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t la, lb, lc;
-  CHECK_OK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasLtMatmulHeuristicResult_t cand[16];
+  int found;
+};
+
+static lt_plan plan_lt(cublasLtHandle_t lt, const shape &s, int n, size_t ws_bytes, int max_candidates) {
+  lt_plan p;
+  CHECK_OK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
-  CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr)));
-  CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt)));
+  CHECK_OK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr)));
+  CHECK_OK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt)));
   const cudaDataType ct = s.f32_out ? CUDA_R_32F : CUDA_R_16BF;
-  CHECK_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, s.cols, s.rows, s.cols));
-  CHECK_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, s.cols, n, s.cols));
-  CHECK_OK(cublasLtMatrixLayoutCreate(&lc, ct, s.rows, n, s.rows));
+  CHECK_OK(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, s.cols, s.rows, s.cols));
+  CHECK_OK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, s.cols, n, s.cols));
+  CHECK_OK(cublasLtMatrixLayoutCreate(&p.lc, ct, s.rows, n, s.rows));
   if (s.batch > 1) {
     const int32_t b = s.batch;
     const int64_t sa = (int64_t)s.rows * s.cols, sb = 0, sc = (int64_t)s.rows * n;
-    for (auto *l : {&la, &lb, &lc})
+    for (auto *l : {&p.la, &p.lb, &p.lc})
       CHECK_OK(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b, sizeof(b)));
-    CHECK_OK(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof(sa)));
-    CHECK_OK(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof(sb)));
-    CHECK_OK(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof(sc)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(p.la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof(sa)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(p.lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof(sb)));
+    CHECK_OK(cublasLtMatrixLayoutSetAttribute(p.lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof(sc)));
   }
   cublasLtMatmulPreference_t pref;
   CHECK_OK(cublasLtMatmulPreferenceCreate(&pref));
   CHECK_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                 sizeof(ws_bytes)));
-  cublasLtMatmulHeuristicResult_t cand[16];
-  int found = 0;
-  CHECK_OK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, cand, &found));
+  p.found = 0;
+  CHECK_OK(cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.la, p.lb, p.lc, p.lc, pref, std::min(max_candidates, 16), p.cand,
+                                          &p.found));
+  cublasLtMatmulPreferenceDestroy(pref);
+  return p;
+}
+
+static void plan_free(lt_plan &p) {
+  cublasLtMatrixLayoutDestroy(p.la);
+  cublasLtMatrixLayoutDestroy(p.lb);
+  cublasLtMatrixLayoutDestroy(p.lc);
+  cublasLtMatmulDescDestroy(p.op);
+}
+
+static lt_result time_lt(cublasLtHandle_t lt, const shape &s, int n, void *W, void *X, void *Y, void *ws,
+                         size_t ws_bytes) {
+  lt_plan p = plan_lt(lt, s, n, ws_bytes, 16);
   const float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
-  lt_result r = {0, 1e30, found, -1};
-  for (int i = 0; i < found; i++) {
+  lt_result r = {0, 1e30, p.found, -1};
+  for (int i = 0; i < p.found; i++) {
     const double ms = median_ms([&] {
-      CHECK_OK(cublasLtMatmul(lt, op, &one, W, la, X, lb, &beta, Y, lc, Y, lc, &cand[i].algo, ws, ws_bytes, 0));
+      CHECK_OK(cublasLtMatmul(lt, p.op, &one, W, p.la, X, p.lb, &beta, Y, p.lc, Y, p.lc, &p.cand[i].algo, ws, ws_bytes,
+                              0));
     }, 2, 7);
     if (i == 0) r.first_ms = ms;
     if (ms < r.best_ms) r.best_ms = ms, r.best_index = i;
   }
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatmulDescDestroy(op);
+  plan_free(p);
   return r;
 }
 
@@ -123,35 +159,15 @@ static void sustained_table(cublasLtHandle_t lt, const shape *shapes, int n_shap
               "TFLOP/s");
   for (int si = 0; si < n_shapes; si++) {
     const shape &s = shapes[si];
-    const size_t wn = (size_t)s.rows * s.cols, xn = (size_t)n * s.cols, yn = (size_t)n * s.rows;
-    void *W, *X, *Y;
-    CHECK_CUDA(cudaMalloc(&W, wn * 2));
-    CHECK_CUDA(cudaMalloc(&X, xn * 2));
-    CHECK_CUDA(cudaMalloc(&Y, yn * (s.f32_out ? 4 : 2)));
-    fill_any(W, wn, CUDA_R_16BF);
-    fill_any(X, xn, CUDA_R_16BF);
-    CHECK_CUDA(cudaMemset(Y, 0, yn * (s.f32_out ? 4 : 2)));
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, lc;
-    CHECK_OK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
-    CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr)));
-    CHECK_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt)));
-    CHECK_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, s.cols, s.rows, s.cols));
-    CHECK_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, s.cols, n, s.cols));
-    CHECK_OK(cublasLtMatrixLayoutCreate(&lc, s.f32_out ? CUDA_R_32F : CUDA_R_16BF, s.rows, n, s.rows));
-    cublasLtMatmulPreference_t pref;
-    CHECK_OK(cublasLtMatmulPreferenceCreate(&pref));
-    CHECK_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                                  sizeof(ws_bytes)));
-    cublasLtMatmulHeuristicResult_t cand[8];
-    int found = 0;
-    CHECK_OK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, cand, &found));
+    const operands o(s, n);
+    void *W = o.W, *X = o.X, *Y = o.Y;
+    lt_plan pl = plan_lt(lt, s, n, ws_bytes, 8);
     const float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
     const double flop = 2.0 * s.rows * (double)s.cols * n;
-    for (int i = 0; i < found; i++) {
+    for (int i = 0; i < pl.found; i++) {
       auto call = [&] {
-        CHECK_OK(cublasLtMatmul(lt, op, &one, W, la, X, lb, &beta, Y, lc, Y, lc, &cand[i].algo, ws, ws_bytes, 0));
+        CHECK_OK(cublasLtMatmul(lt, pl.op, &one, W, pl.la, X, pl.lb, &beta, Y, pl.lc, Y, pl.lc, &pl.cand[i].algo, ws,
+                                ws_bytes, 0));
       };
       const double short_ms = median_ms(call, 2, 7);
       const double sust = sustained_ms(call, seconds, 20);
@@ -159,14 +175,7 @@ static void sustained_table(cublasLtHandle_t lt, const shape *shapes, int n_shap
                   flop / sust / 1e9);
       std::fflush(stdout);
     }
-    cublasLtMatmulPreferenceDestroy(pref);
-    cublasLtMatrixLayoutDestroy(la);
-    cublasLtMatrixLayoutDestroy(lb);
-    cublasLtMatrixLayoutDestroy(lc);
-    cublasLtMatmulDescDestroy(op);
-    cudaFree(W);
-    cudaFree(X);
-    cudaFree(Y);
+    plan_free(pl);
   }
 }
 
@@ -230,24 +239,13 @@ int main(int argc, char **argv) {
               "gain", "candidates");
   for (int n : tokens) {
     for (const shape &s : shapes) {
-      const size_t wn = (size_t)s.rows * s.cols * s.batch, xn = (size_t)n * s.cols,
-                   yn = (size_t)n * s.rows * s.batch;
-      void *W, *X, *Y;
-      CHECK_CUDA(cudaMalloc(&W, wn * 2));
-      CHECK_CUDA(cudaMalloc(&X, xn * 2));
-      CHECK_CUDA(cudaMalloc(&Y, yn * (s.f32_out ? 4 : 2)));
-      fill_any(W, wn, CUDA_R_16BF);
-      fill_any(X, xn, CUDA_R_16BF);
-      CHECK_CUDA(cudaMemset(Y, 0, yn * (s.f32_out ? 4 : 2)));
-      const double ex = time_gemmex(h, s, n, W, X, Y);
-      const lt_result r = time_lt(lt, s, n, W, X, Y, ws, ws_bytes);
+      const operands o(s, n);
+      const double ex = time_gemmex(h, s, n, o.W, o.X, o.Y);
+      const lt_result r = time_lt(lt, s, n, o.W, o.X, o.Y, ws, ws_bytes);
       const double flop = 2.0 * s.rows * (double)s.cols * n * s.batch;
       std::printf("%-34s %6d %8.3fms %8.3fms %8.3fms %9.1f %5.1f%%  %d (best #%d)\n", s.name, n, ex, r.first_ms,
                   r.best_ms, flop / (std::min(ex, r.best_ms) * 1e-3) / 1e12, 100.0 * (ex - r.best_ms) / ex,
                   r.candidates, r.best_index);
-      cudaFree(W);
-      cudaFree(X);
-      cudaFree(Y);
     }
   }
   cublasLtDestroy(lt);

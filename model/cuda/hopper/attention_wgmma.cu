@@ -322,15 +322,18 @@ __device__ __forceinline__ void tiles_ready() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   __syncthreads();
 }
-/* The CTA's place in the grid (the longest query tiles start first) and
- * this thread's in its warpgroup; Q/K/V/O advanced to the sequence and head. */
+/* The CTA's place in the grid (longest query tiles first), this thread's in its warpgroup, Q's shared
+ * tile 1024-byte aligned (the swizzle's period) with K after it; Q/K/V/O at the sequence and head. */
 struct wg_bases {
   const __nv_bfloat16 *q, *k, *v;
   __nv_bfloat16 *o;
 };
 template <int D, int BM>
-__device__ __forceinline__ wg_bases wg_setup(wg_tile &w, const __nv_bfloat16 *Q, const __nv_bfloat16 *K,
-                                             const __nv_bfloat16 *V, __nv_bfloat16 *O, const kg_attn_params &p) {
+__device__ __forceinline__ wg_bases wg_setup(wg_tile &w, const unsigned char *smem, uint32_t q_bytes,
+                                             const __nv_bfloat16 *Q, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
+                                             __nv_bfloat16 *O, const kg_attn_params &p) {
+  w.sQ = (smem_u32addr(smem) + 1023u) & ~1023u;
+  w.sK = w.sQ + q_bytes;
   const int tile = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, s = blockIdx.z;
   const int kvh = h / (p.n_heads / p.n_kv_heads);
@@ -381,10 +384,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   using C = wg_cfg<D, BN, NWG>;
   extern __shared__ unsigned char smem_raw[];
   wg_tile w;
-  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
-  w.sK = w.sQ + C::Q_BYTES;
+  const wg_bases b = wg_setup<D, C::BM>(w, smem_raw, C::Q_BYTES, Q, K, V, O, p);
   w.sV = w.sK + 2 * C::KV_BYTES;
-  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
   const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
   __nv_bfloat16 *ob = b.o;
   const int n_tiles = key_tiles<BN, C::BM>(w, p).n;
@@ -500,10 +501,8 @@ __global__ void __launch_bounds__(256, 1)
   using C = wg_cfg<D, BN, 2>;
   extern __shared__ unsigned char smem_raw[];
   wg_tile w;
-  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
-  w.sK = w.sQ + C::Q_BYTES;
+  const wg_bases b = wg_setup<D, C::BM>(w, smem_raw, C::Q_BYTES, Q, K, V, O, p);
   const uint32_t bars = w.sK + STAGES * 2 * C::KV_BYTES;
-  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
   const __nv_bfloat16 *qb = b.q, *kb = b.k, *vb = b.v;
   __nv_bfloat16 *ob = b.o;
   const wg_key_tiles kt = key_tiles<BN, C::BM>(w, p);
@@ -587,11 +586,9 @@ __global__ void __launch_bounds__(256, 1)
   using C = wg_cfg<D, BN, 2>;
   extern __shared__ unsigned char smem_raw[];
   wg_tile w;
-  w.sQ = (smem_u32addr(smem_raw) + 1023u) & ~1023u;
-  w.sK = w.sQ + C::Q_BYTES;
+  const wg_bases b = wg_setup<D, C::BM>(w, smem_raw, C::Q_BYTES, Q, K, V, O, p);
   w.sV = w.sK + STAGES * C::KV_BYTES;
   const uint32_t bars = w.sV + STAGES * C::KV_BYTES; /* full K, full V, empty K, empty V: STAGES each */
-  const wg_bases b = wg_setup<D, C::BM>(w, Q, K, V, O, p);
   const wg_key_tiles kt = key_tiles<BN, C::BM>(w, p);
   const int n_tiles = kt.n, my_tiles = kt.mine, shared_turns = kt.wg0 + 1; /* warpgroup 0's turns */
   auto bar = [&](int kind, int t) { return bars + 8u * (uint32_t)(kind * STAGES + t % STAGES); };

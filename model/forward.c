@@ -68,28 +68,36 @@ static int reserve_head(kg_model *m, int64_t rows, int want_host) {
   return KG_OK;
 }
 
-int kg_workspace_reserve(kg_model *m, int64_t rows) {
+int kg_workspace_reserve(kg_model *m, int64_t rows, int elem_bytes, int hidden) {
   kg_backend *be = m->be;
   if (!m->ws && !(m->ws = calloc(1, sizeof(kg_workspace)))) return kg_error(KG_ERR_NOMEM, "out of memory");
   kg_workspace *ws = m->ws;
-  if (ws->rows >= rows) return KG_OK;
   const kg_model_config *c = &m->cfg;
+  if (hidden && ws->x_rows < rows) {
+    be->ops->release(be, ws->x);
+    ws->x_rows = 0;
+    if (!(ws->x = be->ops->alloc(be, (size_t)rows * c->dim * sizeof(float))))
+      return kg_error_context("residual stream for %lld tokens: ", (long long)rows);
+    ws->x_rows = rows;
+  }
+  const int64_t row_bytes = rows * elem_bytes;
+  if (ws->row_bytes >= row_bytes) return KG_OK;
   const size_t q_w = (size_t)c->n_heads * c->head_dim, kv_w = (size_t)c->n_kv_heads * c->head_dim;
   struct {
     float **buf;
     size_t width;
   } plan[] = {{&ws->xb, c->dim}, {&ws->q, q_w},           {&ws->k, kv_w},          {&ws->v, kv_w},
-              {&ws->att, q_w},   {&ws->gate, c->hidden_dim}, {&ws->up, c->hidden_dim}, {&ws->x, c->dim}};
+              {&ws->att, q_w},   {&ws->gate, c->hidden_dim}, {&ws->up, c->hidden_dim}};
   for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
     be->ops->release(be, *plan[i].buf);
     *plan[i].buf = NULL;
   }
-  ws->rows = 0;
+  ws->row_bytes = 0;
   for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
-    if (!(*plan[i].buf = be->ops->alloc(be, (size_t)rows * plan[i].width * sizeof(float))))
+    if (!(*plan[i].buf = be->ops->alloc(be, (size_t)row_bytes * plan[i].width)))
       return kg_error_context("workspace for %lld tokens: ", (long long)rows);
   }
-  ws->rows = rows;
+  ws->row_bytes = row_bytes;
   return KG_OK;
 }
 
@@ -231,8 +239,9 @@ static int block_forward_act16(kg_model *m, int layer, float *x, int n_seq, int 
 int kg_model_block_forward(kg_model *m, int layer, float *x, int n_seq, int T, kg_input_hook hook, void *ctx) {
   if (layer < 0 || layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch");
-  KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T));
-  if (!hook && has_act16(m)) return block_forward_act16(m, layer, x, n_seq, T, NULL, NULL);
+  const int act16 = !hook && has_act16(m);
+  KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T, act16 ? 2 : 4, 0));
+  if (act16) return block_forward_act16(m, layer, x, n_seq, T, NULL, NULL);
   return block_forward(m, layer, x, n_seq, T, NULL, NULL, 0, 0, hook, ctx);
 }
 
@@ -248,7 +257,7 @@ int kg_model_block_forward16(kg_model *m, int layer, float *x, int n_seq, int T,
   if (layer < 0 || layer >= m->cfg.n_layers) return kg_error(KG_ERR_ARG, "layer %d out of range", layer);
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch");
   if (!has_act16(m)) return kg_error(KG_ERR_UNSUPPORTED, "the %s backend has no 16-bit activation path", m->be->ops->name);
-  KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T));
+  KG_TRY(kg_workspace_reserve(m, (int64_t)n_seq * T, 2, 0));
   return block_forward_act16(m, layer, x, n_seq, T, hook, ctx);
 }
 
@@ -274,7 +283,7 @@ int kg_model_head(kg_model *m, const float *x, int n_seq, int T, const uint8_t *
   kg_backend *be = m->be;
   const kg_backend_ops *ops = be->ops;
   const int64_t n = (int64_t)n_seq * T, chunk = head_chunk_rows(m);
-  KG_TRY(kg_workspace_reserve(m, n));
+  KG_TRY(kg_workspace_reserve(m, 0, 4, 0));
   KG_TRY(reserve_head(m, chunk, 1));
   kg_workspace *ws = m->ws;
   const size_t row_bytes = (size_t)c->dim * sizeof(float);
@@ -312,10 +321,10 @@ int kg_model_head(kg_model *m, const float *x, int n_seq, int T, const uint8_t *
 static int forward_hidden(kg_model *m, const int32_t *tokens, int n_seq, int T, int allow_act16) {
   if (n_seq <= 0 || T <= 0) return kg_error(KG_ERR_ARG, "empty batch (%d sequences of %d tokens)", n_seq, T);
   const int64_t n = (int64_t)n_seq * T;
-  KG_TRY(kg_workspace_reserve(m, n));
+  const int act16 = allow_act16 && has_act16(m);
+  KG_TRY(kg_workspace_reserve(m, n, act16 ? 2 : 4, 1));
   float *x = m->ws->x;
   KG_TRY(kg_model_embed(m, tokens, n, x));
-  const int act16 = allow_act16 && has_act16(m);
   for (int l = 0; l < m->cfg.n_layers; l++) {
     if (act16) KG_TRY(block_forward_act16(m, l, x, n_seq, T, NULL, NULL));
     else KG_TRY(block_forward(m, l, x, n_seq, T, NULL, NULL, 0, 0, NULL, NULL));
@@ -336,7 +345,7 @@ int kg_model_forward(kg_model *m, const kg_forward_request *r) {
       return kg_error(KG_ERR_ARG, "cache of %d positions cannot take %d more after %d", cache->max_len, r->T, cache->len);
     const int pos0 = cache->len;
     const int64_t n = (int64_t)r->n_seq * r->T;
-    KG_TRY(kg_workspace_reserve(m, n));
+    KG_TRY(kg_workspace_reserve(m, n, 4, 1));
     KG_TRY(kg_model_embed(m, r->tokens, n, m->ws->x));
     for (int l = 0; l < c->n_layers; l++)
       KG_TRY(block_forward(m, l, m->ws->x, r->n_seq, r->T, cache->k[l], cache->v[l], pos0, cache->max_len, NULL, NULL));

@@ -262,13 +262,15 @@ static int cu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dt
   return KG_OK;
 }
 
-/* Enough samples a forward for 4096 tokens: GEMMs of 4096 rows run near the
- * device's rate, and the attention grid fills it. One under a memory budget,
- * where every extra token of workspace is a token less for weights. */
+/* Enough samples a forward for the backend's preferred rows: GEMMs of that
+ * many rows run near the device's rate, and the attention grid fills it. One
+ * under a memory budget, where every extra token of workspace is a token
+ * less for weights. */
 static int cu_preferred_batch(kg_engine *e, int T) {
   cuda_engine *c = cu_of(e);
-  if (c->ctx->memory_budget_bytes > 0 || T <= 0 || T >= 4096) return 1;
-  return 4096 / T;
+  const int64_t rows = e->m->be->preferred_rows;
+  if (c->ctx->memory_budget_bytes > 0 || T <= 0 || rows <= T) return 1;
+  return (int)(rows / T);
 }
 
 static int cu_stats_finish(kg_engine *e) {

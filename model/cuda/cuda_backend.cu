@@ -11,11 +11,18 @@
 
 /* cuBLAS workspace: Hopper kernels want 32 MiB for their best algorithms. */
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
-/* Tokens a forward pass runs best at: with the tuned GEMMs, the LLaMA-2-7B
- * perplexity pass at 4096 tokens a window took 8.39 s on an H100 at one
- * window a forward and 8.50 s at two (bench/NOTES.md); shorter windows are
- * batched up to it. */
-#define KG_CUDA_PREFERRED_ROWS 4096
+/* Tokens a forward pass runs best at (KG_CUDA_ROWS overrides it, for
+ * measurements); shorter windows are batched up to it. The LLaMA-2-7B
+ * perplexity pass at 4096 tokens a window: 8.53-8.55 s at one window a
+ * forward, 8.30 s at two, on one H100 (bench/NOTES.md, run I): the gate/up
+ * GEMMs' last wave of tiles fills the device. */
+#define KG_CUDA_PREFERRED_ROWS 8192
+
+static int64_t preferred_rows(void) {
+  const char *v = getenv("KG_CUDA_ROWS");
+  const long rows = v && *v ? atol(v) : 0;
+  return rows > 0 ? rows : KG_CUDA_PREFERRED_ROWS;
+}
 
 extern "C" int kg_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
   cudaGetLastError(); /* clear a non-sticky error so later calls can go on */
@@ -128,7 +135,7 @@ static int cu_set_budget(kg_backend *be, size_t bytes) {
   kg_cuda_impl *c = kg_cuda_impl_of(be);
   c->ctx.memory_budget_bytes = bytes;
   /* Under a budget every token of workspace is a token less for weights. */
-  be->preferred_rows = bytes ? 0 : KG_CUDA_PREFERRED_ROWS;
+  be->preferred_rows = bytes ? 0 : preferred_rows();
   if (bytes && c->used > bytes)
     kg_warn("CUDA memory budget %.2f GiB is below the %.2f GiB already in use", (double)bytes / (1 << 30),
             (double)c->used / (1 << 30));
@@ -489,7 +496,7 @@ extern "C" int kg_cuda_backend_create(int device, kg_backend **out) {
   be->impl = c;
   be->n_threads = 1;
   be->act16 = wdtype;
-  be->preferred_rows = KG_CUDA_PREFERRED_ROWS;
+  be->preferred_rows = preferred_rows();
   int rc = c->sizes ? create_impl(c, be) : kg_error(KG_ERR_NOMEM, "out of memory creating the CUDA backend");
   if (rc < 0) {
     kg_error_context("CUDA device %d: ", device);

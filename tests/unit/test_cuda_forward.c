@@ -213,6 +213,56 @@ static void check_streaming(const char *spec, int T) {
   kg_backend_destroy(small);
 }
 
+/* The block workspace is sized in bytes per element by the path that asks:
+ * a float32 reservation serves twice its rows at 16 bits without moving, a
+ * block forward reserves no residual stream, a full forward does. */
+static int count_hook(void *ctx, int layer, kg_linear_input which, const float *x, int64_t n_rows, int cols) {
+  (void)layer, (void)x, (void)cols;
+  if (which == KG_INPUT_ATTN) *(int64_t *)ctx += n_rows;
+  return 0;
+}
+
+static void check_workspace_reserve(kg_backend *be, const char *where) {
+  char name[240];
+  kg_model *m = NULL;
+  CHECK_OK(kg_model_load("synthetic:smollm2-135m,layers=2", be, &m, NULL));
+  if (!m) return;
+  const kg_model_config *c = &m->cfg;
+  const int T = 64;
+  const size_t n = (size_t)4 * T * c->dim;
+  float *x = be->ops->alloc(be, n * sizeof(float)), *host = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) host[i] = (float)((double)(ct_next() % 2001) / 1000.0 - 1.0);
+  CHECK_OK(be->ops->to_device(be, x, host, n * sizeof(float)));
+  /* one sequence through both paths first: scratch that either allocates on first use */
+  int64_t seen = 0;
+  const int act16 = kg_model_has_act16(m);
+  CHECK_OK(kg_model_block_forward(m, 0, x, 1, T, count_hook, &seen));
+  if (act16) CHECK_OK(kg_model_block_forward(m, 0, x, 1, T, NULL, NULL));
+  CHECK_OK(kg_model_block_forward(m, 0, x, 2, T, count_hook, &seen));
+  kg_workspace *ws = m->ws;
+  snprintf(name, sizeof(name), "%s: float32 block forward of %d rows: %lld workspace bytes a row-element, no residual",
+           where, 2 * T, ws ? (long long)ws->row_bytes : -1LL);
+  ct_report(name, ws && ws->row_bytes == 2 * T * 4 && !ws->x && seen == 3 * T ? 0.0 : 1.0, 0.0, 0);
+  if (!ws) goto done;
+  float *xb = ws->xb, *gate = ws->gate;
+  if (act16) {
+    size_t used1 = 0, used2 = 0;
+    CHECK_OK(kg_backend_memory_stats(be, &used1, NULL));
+    CHECK_OK(kg_model_block_forward(m, 0, x, 4, T, NULL, NULL));
+    CHECK_OK(kg_backend_memory_stats(be, &used2, NULL));
+    snprintf(name, sizeof(name), "%s: 16-bit forward of twice the rows fits the float32 workspace (%lld bytes allocated)",
+             where, (long long)used2 - (long long)used1);
+    ct_report(name, ws->xb == xb && ws->gate == gate && ws->row_bytes == 2 * T * 4 && used2 == used1 ? 0.0 : 1.0, 0.0, 0);
+  }
+  CHECK_OK(kg_workspace_reserve(m, 4 * T, 4, 1));
+  snprintf(name, sizeof(name), "%s: a full forward's reservation grows the intermediates and adds the residual", where);
+  ct_report(name, ws->row_bytes == 4 * T * 4 && ws->x && ws->x_rows == 4 * T ? 0.0 : 1.0, 0.0, 0);
+done:
+  free(host);
+  be->ops->release(be, x);
+  kg_model_free(m);
+}
+
 /* log softmax(l)[t] from the definition, in long double. */
 static double oracle_nll(const float *l, int vocab, int t) {
   long double mx = l[0], s = 0;
@@ -340,6 +390,7 @@ int main(void) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/models/stories260K/stories260K.bin", kgtest_data_dir());
   check_cpu_head(path);
+  check_workspace_reserve(cpu, "cpu");
   gpu = ct_cuda_or_skip();
   if (!gpu) {
     const int rc = ct_finish("test_cuda_forward");
@@ -347,6 +398,12 @@ int main(void) {
     return rc ? rc : 77;
   }
   check_exact_weights();
+  {
+    kg_backend *fresh = NULL;
+    CHECK_OK(kg_cuda_backend_create(0, &fresh));
+    if (fresh) check_workspace_reserve(fresh, "cuda");
+    kg_backend_destroy(fresh);
+  }
   compare_model(path, 256, 3);
   compare_model("synthetic:smollm2-135m,layers=6", 256, 2);
   compare_model("smollm2", 256, 2);

@@ -17,7 +17,7 @@ static const char usage[] =
     "  --seqlen N        window length (default 2048)\n"
     "  --max-windows N   score only the first N windows\n"
     "  --batch N         windows per forward pass (default: the backend's choice,\n"
-    "                    4096 tokens on a GPU, 1 window on the CPU)\n"
+    "                    8192 tokens on a GPU, 1 window on the CPU)\n"
     "  --json            print the result as JSON\n";
 
 int kg_cmd_ppl(int argc, char **argv) {

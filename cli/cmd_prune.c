@@ -32,7 +32,7 @@ static const char usage[] =
     "  --percdamp X         SparseGPT/GPTQ damping (default 0.01)\n"
     "  --blocksize N        SparseGPT/GPTQ block size (default 128)\n"
     "  --calib-batch N      calibration samples per block forward (default 0: the\n"
-    "                       engine's choice, 8192 tokens a forward on a GPU, 1 on the CPU)\n"
+    "                       engine's choice, 8192-16384 tokens a forward on a GPU, 1 on the CPU)\n"
     "  --recon-samples N    samples for reconstruction errors of methods without a\n"
     "                       Hessian (default 16); 0: no reconstruction errors at all\n"
     "  --use-variant        Wanda's alpha-bisection variant\n"

@@ -263,12 +263,20 @@ static int cu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dt
 }
 
 /* Enough samples a forward for the backend's preferred rows: GEMMs of that
- * many rows run near the device's rate, and the attention grid fills it. One
- * under a memory budget, where every extra token of workspace is a token
- * less for weights. */
+ * many rows run near the device's rate, and the attention grid fills it.
+ * Methods without Hessians take twice the rows: they hold no Grams or solver
+ * buffers, so the larger workspace still leaves their peak below the
+ * reference's (7B, Wanda without recon errors, one machine: 11.45 -> 11.25 s
+ * at 16.47 -> 17.25 GiB; bench/NOTES.md, run I).
+ * KG_CALIB_ROWS overrides the rows for measurements. One sample under a
+ * memory budget, where every extra token of workspace is a token less for
+ * weights. */
 static int cu_preferred_batch(kg_engine *e, int T) {
   cuda_engine *c = cu_of(e);
-  const int64_t rows = e->m->be->preferred_rows;
+  const char *env = getenv("KG_CALIB_ROWS");
+  int64_t rows = e->m->be->preferred_rows;
+  if (!kg_method_uses_hessian(e->o->method)) rows *= 2;
+  if (env && atol(env) > 0) rows = atol(env);
   if (c->ctx->memory_budget_bytes > 0 || T <= 0 || rows <= T) return 1;
   return (int)(rows / T);
 }

@@ -68,9 +68,15 @@ static int reserve_head(kg_model *m, int64_t rows, int want_host) {
   return KG_OK;
 }
 
+/* The model's workspace, created empty on first use. */
+static int workspace_get(kg_model *m) {
+  if (!m->ws && !(m->ws = calloc(1, sizeof(kg_workspace)))) return kg_error(KG_ERR_NOMEM, "out of memory");
+  return KG_OK;
+}
+
 int kg_workspace_reserve(kg_model *m, int64_t rows, int elem_bytes, int hidden) {
   kg_backend *be = m->be;
-  if (!m->ws && !(m->ws = calloc(1, sizeof(kg_workspace)))) return kg_error(KG_ERR_NOMEM, "out of memory");
+  KG_TRY(workspace_get(m));
   kg_workspace *ws = m->ws;
   const kg_model_config *c = &m->cfg;
   if (hidden && ws->x_rows < rows) {
@@ -283,7 +289,7 @@ int kg_model_head(kg_model *m, const float *x, int n_seq, int T, const uint8_t *
   kg_backend *be = m->be;
   const kg_backend_ops *ops = be->ops;
   const int64_t n = (int64_t)n_seq * T, chunk = head_chunk_rows(m);
-  KG_TRY(kg_workspace_reserve(m, 0, 4, 0));
+  KG_TRY(workspace_get(m));
   KG_TRY(reserve_head(m, chunk, 1));
   kg_workspace *ws = m->ws;
   const size_t row_bytes = (size_t)c->dim * sizeof(float);

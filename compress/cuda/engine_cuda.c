@@ -274,9 +274,8 @@ static int cu_stats_add16(kg_engine *e, kg_linear_input in, const void *x, kg_dt
 static int cu_preferred_batch(kg_engine *e, int T) {
   cuda_engine *c = cu_of(e);
   const char *env = getenv("KG_CALIB_ROWS");
-  int64_t rows = e->m->be->preferred_rows;
-  if (!kg_method_uses_hessian(e->o->method)) rows *= 2;
-  if (env && atol(env) > 0) rows = atol(env);
+  const long forced = env ? atol(env) : 0;
+  const int64_t rows = forced > 0 ? forced : e->m->be->preferred_rows * (kg_method_uses_hessian(e->o->method) ? 1 : 2);
   if (c->ctx->memory_budget_bytes > 0 || T <= 0 || rows <= T) return 1;
   return (int)(rows / T);
 }
